@@ -1,0 +1,147 @@
+"""Load recorded days of the store into the lake: raw_events, events and their reports.
+
+``load_event_days`` is the whole ingest of a window of days: read and parse the
+files, replace the window's partitions of ``raw_events``, ``quarantine`` and
+``index_report``, decide every event's status against all other days, and
+replace the window's ``events`` and ``conflicts`` partitions. When the window
+changes who came first for an event of another day (an earlier day ingested
+late), that day's ``events`` and ``conflicts`` partitions are rewritten too, so
+the tables never depend on the order in which days were ingested.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from pipelines.ingest.raw import read_days
+from pipelines.ingest.resolve import (
+    KEY_COLUMNS,
+    POSITION,
+    canonical_content,
+    conflict_rows,
+    repeated_event_ids,
+    resolve_event_status,
+)
+from pipelines.lake.delta import Lake, in_predicate
+from pipelines.lake.tables import (
+    CONFLICTS,
+    EVENTS,
+    EVENTS_SCHEMA,
+    INDEX_REPORT,
+    INDEX_REPORT_SCHEMA,
+    LINE_ORDER,
+    QUARANTINE,
+    RAW_EVENTS,
+    RAW_EVENTS_SCHEMA,
+)
+
+EVENT_STAGES = ("envelope", "payload")
+
+
+@dataclass
+class EventLoad:
+    """What one load did: line counts, statuses of the window's events, days rewritten."""
+
+    days: list[date]
+    counts: Counter
+    statuses: dict[str, int]
+    conflicts: int
+    other_days_rewritten: list[date] = field(default_factory=list)
+    raw_rows: int = 0
+    event_rows: int = 0
+    raw_head: pl.DataFrame | None = None
+    events_head: pl.DataFrame | None = None
+
+
+def load_event_days(lake: Lake, store: Path, days: list[date]) -> EventLoad:
+    """Ingest the event files of ``days`` (a window) into the lake; see the module doc."""
+    days = sorted(set(days))
+    batch = read_days(store, days)
+    raw = batch.rows.select(RAW_EVENTS_SCHEMA.names()).sort(LINE_ORDER)
+    lake.replace_days(RAW_EVENTS, raw, days)
+    lake.write(
+        QUARANTINE,
+        batch.quarantine.sort("day", "source_file", "line_number", nulls_last=True),
+        predicate=f"{in_predicate('day', days)} AND {in_predicate('stage', EVENT_STAGES)}",
+    )
+    lake.replace_days(INDEX_REPORT, batch.index_report.sort(INDEX_REPORT_SCHEMA.names()), days)
+
+    window = batch.rows.filter(pl.col("payload_error").is_null())
+    history = lake.read(
+        EVENTS,
+        EVENTS_SCHEMA,
+        columns=[*KEY_COLUMNS, "source_file", "status"],
+        where=~pl.col("day").is_in(days),
+    )
+    candidates = pl.concat([history.drop("status"), window.select(*KEY_COLUMNS, "source_file")])
+    statuses = resolve_event_status(candidates, _contents(lake, window, candidates, days))
+
+    events = (
+        window.join(statuses.select(*POSITION, "status"), on=POSITION, how="left")
+        .select(EVENTS_SCHEMA.names())
+        .sort(LINE_ORDER)
+    )
+    lake.replace_days(EVENTS, events, days)
+    changed_days = _rewrite_changed_statuses(lake, history, statuses)
+
+    conflict_days = sorted(set(days) | set(changed_days))
+    conflicts = conflict_rows(statuses, candidates).filter(pl.col("day").is_in(conflict_days))
+    lake.write(
+        CONFLICTS, conflicts, predicate=in_predicate("day", conflict_days), partition_by=["day"]
+    )
+    return EventLoad(
+        days=days,
+        counts=batch.counts,
+        statuses=dict(events.group_by("status").len().iter_rows()),
+        conflicts=conflicts.filter(pl.col("day").is_in(days)).height,
+        other_days_rewritten=changed_days,
+        raw_rows=raw.height,
+        event_rows=events.height,
+        raw_head=raw.head(5),
+        events_head=events.head(5),
+    )
+
+
+def _contents(
+    lake: Lake, window: pl.DataFrame, candidates: pl.DataFrame, days: list[date]
+) -> pl.DataFrame:
+    """Canonical content of every line whose event_id repeats, from the window or raw_events."""
+    repeated = repeated_event_ids(candidates)
+    if repeated.is_empty():
+        return pl.DataFrame(
+            schema={**{c: EVENTS_SCHEMA[c] for c in POSITION}, "content": pl.String}
+        )
+    in_window = window.filter(pl.col("event_id").is_in(repeated.implode()))
+    earlier = lake.read(
+        RAW_EVENTS,
+        RAW_EVENTS_SCHEMA,
+        where=pl.col("event_id").is_in(repeated.implode()) & ~pl.col("day").is_in(days),
+    )
+    columns = RAW_EVENTS_SCHEMA.names()
+    return canonical_content(pl.concat([in_window.select(columns), earlier.select(columns)]))
+
+
+def _rewrite_changed_statuses(
+    lake: Lake, history: pl.DataFrame, statuses: pl.DataFrame
+) -> list[date]:
+    """Rewrite the ``events`` partitions of other days whose statuses changed; return them."""
+    changed = history.join(
+        statuses.select(*POSITION, new_status="status"), on=POSITION, how="left"
+    ).filter(pl.col("status") != pl.col("new_status"))
+    days = sorted(changed["day"].unique().to_list())
+    if not days:
+        return []
+    stored = lake.read(EVENTS, EVENTS_SCHEMA, where=pl.col("day").is_in(days))
+    updated = (
+        stored.drop("status")
+        .join(statuses.select(*POSITION, "status"), on=POSITION, how="left")
+        .select(EVENTS_SCHEMA.names())
+        .sort(LINE_ORDER)
+    )
+    lake.replace_days(EVENTS, updated, days)
+    return days

@@ -1,0 +1,139 @@
+"""Read the event files of some recorded days into rows, quarantine and reports.
+
+``read_days`` reads each day's files in the spec's order, parses every line
+(``parse.py``), and returns the envelope-valid rows (with typed payloads), the
+quarantined lines, the index.json report and the line counts. Days are
+independent, so many days are read by a pool of processes; the result does not
+depend on how the work was split.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date
+from multiprocessing import get_context
+from pathlib import Path
+
+import polars as pl
+
+from pipelines.ingest.parse import ROW_SCHEMA, parse_event_file
+from pipelines.ingest.store import (
+    UnreadableFile,
+    check_index,
+    day_directories,
+    decompress,
+    file_facts,
+    list_event_files,
+    read_stored,
+)
+from pipelines.lake.tables import INDEX_REPORT_SCHEMA, QUARANTINE_SCHEMA
+
+# Below this many days a pool costs more to start than it saves.
+_POOL_MIN_DAYS = 8
+
+
+ROWS_SCHEMA = pl.Schema(
+    {"day": pl.Date(), "file_index": pl.Int32(), "source_file": pl.String(), **ROW_SCHEMA}
+)
+
+
+@dataclass
+class DayBatch:
+    """Parsed lines of some days: ``rows`` (envelope-valid, ``ROWS_SCHEMA``), ``quarantine``,
+    ``index_report`` and counts (files, lines, blank, pending, rows, quarantined_envelope,
+    quarantined_payload, unreadable_files, index_mismatches)."""
+
+    rows: pl.DataFrame
+    quarantine: pl.DataFrame
+    index_report: pl.DataFrame
+    counts: Counter = field(default_factory=Counter)
+
+
+def _quarantine_row(day: date, source_file: str, entry: tuple) -> dict:
+    line_number, stage, event_id, raw, reason = entry
+    return {
+        "day": day,
+        "stage": stage,
+        "source_file": source_file,
+        "line_number": line_number,
+        "event_id": event_id,
+        "raw_text": raw,
+        "reason": reason,
+    }
+
+
+def read_day(store: Path, day: date) -> DayBatch:
+    """Read and parse every event file recorded on ``day``."""
+    frames, quarantine = [], []
+    counts: Counter = Counter()
+    facts_by_dir: dict[Path, list] = {}
+    for file_index, file in enumerate(list_event_files(store, day)):
+        counts["files"] += 1
+        stored = read_stored(file)
+        try:
+            content = decompress(file, stored)
+        except UnreadableFile as error:
+            content = None
+            entry = (None, "envelope", None, None, str(error))
+            quarantine.append(_quarantine_row(day, file.relative, entry))
+            counts["unreadable_files"] += 1
+        facts_by_dir.setdefault(file.path.parent, []).append(file_facts(file, stored, content))
+        if content is None:
+            continue
+        parsed = parse_event_file(content)
+        counts["lines"] += parsed.lines
+        counts["blank"] += parsed.blank
+        counts["pending"] += parsed.pending
+        counts["rows"] += parsed.rows.height
+        counts["quarantined_envelope"] += parsed.envelope_rejects
+        counts["quarantined_payload"] += len(parsed.quarantine) - parsed.envelope_rejects
+        frames.append(
+            parsed.rows.with_columns(
+                day=pl.lit(day, dtype=pl.Date),
+                file_index=pl.lit(file_index, dtype=pl.Int32),
+                source_file=pl.lit(file.relative, dtype=pl.String),
+            ).select(ROWS_SCHEMA.names())
+        )
+        quarantine.extend(_quarantine_row(day, file.relative, e) for e in parsed.quarantine)
+    report = []
+    for directory in day_directories(store, day):
+        if directory.is_dir():
+            report.extend(check_index(store, directory, day, facts_by_dir.get(directory, [])))
+    counts["index_mismatches"] += len(report)
+    return DayBatch(
+        rows=pl.concat(frames) if frames else pl.DataFrame(schema=ROWS_SCHEMA),
+        quarantine=pl.DataFrame(quarantine, schema=QUARANTINE_SCHEMA),
+        index_report=pl.DataFrame(report, schema=INDEX_REPORT_SCHEMA),
+        counts=counts,
+    )
+
+
+def _read_day_args(args: tuple[Path, date]) -> DayBatch:
+    return read_day(*args)
+
+
+def read_days(store: Path, days: list[date], workers: int | None = None) -> DayBatch:
+    """Read several days, in parallel processes when there are many."""
+    workers = workers or os.cpu_count() or 1
+    if len(days) < _POOL_MIN_DAYS or workers == 1:
+        parts = [read_day(store, day) for day in days]
+    else:
+        # "spawn": forking a process whose polars thread pool is running can deadlock.
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            parts = list(pool.map(_read_day_args, [(store, d) for d in days], chunksize=4))
+    counts: Counter = Counter()
+    for part in parts:
+        counts.update(part.counts)
+
+    def concat(frames: list[pl.DataFrame], schema: pl.Schema) -> pl.DataFrame:
+        return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+
+    return DayBatch(
+        rows=concat([p.rows for p in parts], ROWS_SCHEMA),
+        quarantine=concat([p.quarantine for p in parts], QUARANTINE_SCHEMA),
+        index_report=concat([p.index_report for p in parts], INDEX_REPORT_SCHEMA),
+        counts=counts,
+    )

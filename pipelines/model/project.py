@@ -1,0 +1,66 @@
+"""The full replay: applied events and content in, every read model out.
+
+``project_all`` is the definition of what the projections contain; the
+incremental refresh (``pipelines/lake/projections.py``) must give the same rows.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from pipelines.model.fold import (
+    fold_accounts,
+    fold_messages,
+    fold_read_markers,
+    fold_rooms,
+    referenced_ids,
+)
+from pipelines.model.threads import build_threads, resolve_threads
+from pipelines.model.views import (
+    build_accounts,
+    build_messages,
+    build_platform_daily,
+    build_rooms,
+    build_unread,
+)
+
+
+def message_links(states: pl.DataFrame) -> pl.DataFrame:
+    return states.select("message_id", "explicit_thread_id", "reply_to")
+
+
+def project_all(events: pl.DataFrame, bodies: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Every projection table from all events (any status) and the body content rows."""
+    message_states = fold_messages(events)
+    messages = build_messages(
+        message_states, resolve_threads(message_links(message_states)), bodies
+    )
+    return project_from_states(
+        messages,
+        fold_accounts(events),
+        fold_rooms(events),
+        fold_read_markers(events),
+        *referenced_ids(events),
+    )
+
+
+def project_from_states(
+    messages: pl.DataFrame,
+    account_states: pl.DataFrame,
+    room_states: pl.DataFrame,
+    marker_states: pl.DataFrame,
+    referenced_accounts: pl.Series,
+    referenced_rooms: pl.Series,
+) -> dict[str, pl.DataFrame]:
+    """The views that aggregate over messages, given the ``messages`` rows and other states."""
+    threads = build_threads(messages)
+    rooms = build_rooms(room_states, referenced_rooms, messages)
+    return {
+        "messages": messages,
+        "threads": threads,
+        "accounts": build_accounts(account_states, referenced_accounts, messages, threads),
+        "rooms": rooms,
+        "platform_daily": build_platform_daily(messages, threads),
+        "unread": build_unread(rooms, marker_states, messages),
+        "read_markers": marker_states,
+    }

@@ -1,0 +1,372 @@
+"""Read models derived from aggregate states: messages, accounts, rooms, platform_daily, unread.
+
+Pure polars: states (from ``fold.py``), content and each other in, view rows out.
+Each function gets complete inputs for the rows it builds.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from pipelines.ingest.catalog import TIME
+from pipelines.model.fold import ACCOUNT_STATE_SCHEMA, MESSAGE_STATE_SCHEMA, ROOM_STATE_SCHEMA
+
+BODY_STATUSES = ("inline", "ok", "missing", "hash_mismatch", "none")
+REACTION_COUNT = pl.Struct({"emoji": pl.String(), "count": pl.UInt32()})
+
+MESSAGES_SCHEMA = pl.Schema(
+    {
+        "message_id": pl.String(),
+        "account_id": pl.String(),
+        "room_id": pl.String(),
+        "platform": pl.String(),
+        "thread_id": pl.String(),
+        "reply_to": pl.String(),
+        "depth": pl.Int64(),
+        "kind": pl.Int64(),
+        "created_at": TIME,
+        "content_cid": pl.String(),
+        "body": pl.String(),
+        "body_status": pl.String(),
+        "body_utf8_valid": pl.Boolean(),
+        "deleted": pl.Boolean(),
+        "deleted_at": TIME,
+        "delete_reason": pl.String(),
+        "edit_count": pl.UInt32(),
+        "last_edited_at": TIME,
+        "reactions": pl.List(REACTION_COUNT),
+        "reaction_count": pl.UInt32(),
+        "reactors": MESSAGE_STATE_SCHEMA["reactions_current"],
+        "tags": MESSAGE_STATE_SCHEMA["tags"],
+        "attachments": MESSAGE_STATE_SCHEMA["attachments"],
+        "explicit_thread_id": pl.String(),
+        "platform_id": pl.String(),
+        "url": pl.String(),
+        "author_did": pl.String(),
+        "imported_at": TIME,
+        "schema_version": pl.Int64(),
+        "edit_times": MESSAGE_STATE_SCHEMA["edit_times"],
+        "reaction_adds": MESSAGE_STATE_SCHEMA["reaction_adds"],
+        "ignored_events": pl.UInt32(),
+        "version": pl.Int64(),
+        "created_month": pl.String(),
+    }
+)
+
+ACCOUNTS_SCHEMA = pl.Schema(
+    {
+        "account_id": pl.String(),
+        "known": pl.Boolean(),
+        "display_name": pl.String(),
+        "handle": pl.String(),
+        "did": pl.String(),
+        "platform": pl.String(),
+        "created_at": TIME,
+        "message_count": pl.UInt32(),
+        "thread_count": pl.UInt32(),
+        "first_message_at": TIME,
+        "last_message_at": TIME,
+        "reactions_given": pl.UInt32(),
+        "reactions_received": pl.UInt32(),
+        "version": pl.Int64(),
+    }
+)
+
+ROOMS_SCHEMA = pl.Schema(
+    {
+        "room_id": pl.String(),
+        "known": pl.Boolean(),
+        "name": pl.String(),
+        "type": pl.String(),
+        "platform": pl.String(),
+        "server_id": pl.String(),
+        "server_name": pl.String(),
+        "topic": pl.String(),
+        "created_at": TIME,
+        "member_count": pl.UInt32(),
+        "members": pl.List(pl.String()),
+        "message_count": pl.UInt32(),
+        "last_message_at": TIME,
+        "version": pl.Int64(),
+    }
+)
+
+PLATFORM_DAILY_SCHEMA = pl.Schema(
+    {
+        "platform": pl.String(),
+        "day": pl.Date(),
+        "messages_created": pl.UInt32(),
+        "messages_edited": pl.UInt32(),
+        "messages_deleted": pl.UInt32(),
+        "reactions_added": pl.UInt32(),
+        "active_accounts": pl.UInt32(),
+        "new_threads": pl.UInt32(),
+    }
+)
+
+UNREAD_SCHEMA = pl.Schema(
+    {
+        "account_id": pl.String(),
+        "room_id": pl.String(),
+        "unread_count": pl.UInt32(),
+        "read_up_to": TIME,
+    }
+)
+
+CONTENT_BODY_COLUMNS = ("cid", "status", "text", "utf8_valid")
+
+
+def build_messages(
+    states: pl.DataFrame, threads: pl.DataFrame, bodies: pl.DataFrame
+) -> pl.DataFrame:
+    """``messages`` rows: message states with their thread and body.
+
+    ``threads`` has ``message_id, thread_id, depth``; ``bodies`` has the content rows
+    (``cid, status, text, utf8_valid``) of body files. Body status (decision 16):
+    none when deleted, inline for an unedited v1 text, else ok / hash_mismatch /
+    missing by the content file of the current CID.
+    """
+    files = bodies.select(
+        pl.col("cid").alias("content_cid"),
+        pl.col("status").alias("file_status"),
+        pl.col("text").alias("file_text"),
+        pl.col("utf8_valid").alias("file_utf8_valid"),
+    ).unique("content_cid")
+    reactions = (
+        states.select("message_id", reaction=pl.col("reactions_current"))
+        .explode("reaction")
+        .drop_nulls("reaction")
+        .group_by("message_id", emoji=pl.col("reaction").struct.field("emoji"))
+        .agg(count=pl.len())
+        .sort("message_id", "emoji")
+        .group_by("message_id", maintain_order=True)
+        .agg(reactions=pl.struct("emoji", "count"))
+    )
+    return (
+        states.join(threads, on="message_id", how="left")
+        .join(files, on="content_cid", how="left")
+        .join(reactions, on="message_id", how="left")
+        .with_columns(
+            body_status=pl.when(pl.col("deleted"))
+            .then(pl.lit("none"))
+            .when(pl.col("body_inline").is_not_null())
+            .then(pl.lit("inline"))
+            .when(pl.col("file_status").is_null())
+            .then(pl.lit("missing"))
+            .otherwise(pl.col("file_status")),
+        )
+        .with_columns(
+            body=pl.when(pl.col("body_status") == "inline")
+            .then(pl.col("body_inline"))
+            .when(pl.col("body_status") == "ok")
+            .then(pl.col("file_text")),
+            body_utf8_valid=pl.when(pl.col("body_status") == "ok").then(pl.col("file_utf8_valid")),
+            reactions=pl.col("reactions").fill_null(pl.lit([], dtype=pl.List(REACTION_COUNT))),
+            reaction_count=pl.col("reactions_current").list.len().cast(pl.UInt32),
+            reactors=pl.col("reactions_current"),
+            created_month=pl.col("created_at").dt.strftime("%Y-%m"),
+        )
+        .select(MESSAGES_SCHEMA.names())
+        .cast(MESSAGES_SCHEMA)
+        .sort("message_id")
+    )
+
+
+def build_accounts(
+    states: pl.DataFrame,
+    referenced: pl.Series,
+    messages: pl.DataFrame,
+    threads: pl.DataFrame,
+) -> pl.DataFrame:
+    """``accounts`` rows for created accounts and every account referenced (decision 15).
+
+    Counts are over live messages; reactions given and received count the current
+    reactions on live messages (decision 10); thread_count counts threads whose root
+    message the account wrote.
+    """
+    ids = pl.concat([states["account_id"], referenced.cast(pl.String)]).unique().sort()
+    live = messages.filter(~pl.col("deleted"))
+    authored = live.group_by("account_id").agg(
+        message_count=pl.len(),
+        first_message_at=pl.col("created_at").min(),
+        last_message_at=pl.col("created_at").max(),
+        reactions_received=pl.col("reaction_count").sum(),
+    )
+    given = (
+        live.select(pl.col("reactors").explode())
+        .unnest("reactors")
+        .drop_nulls("account_id")
+        .group_by("account_id")
+        .agg(reactions_given=pl.len())
+    )
+    started = (
+        threads.join(
+            messages.select(root_message_id="message_id", account_id="account_id"),
+            on="root_message_id",
+        )
+        .group_by("account_id")
+        .agg(thread_count=pl.len())
+    )
+    zero = ("message_count", "thread_count", "reactions_given", "reactions_received")
+    return (
+        pl.DataFrame({"account_id": ids})
+        .join(states, on="account_id", how="left")
+        .join(authored, on="account_id", how="left")
+        .join(given, on="account_id", how="left")
+        .join(started, on="account_id", how="left")
+        .with_columns(
+            known=pl.col("created").fill_null(False), *(pl.col(c).fill_null(0) for c in zero)
+        )
+        .select(ACCOUNTS_SCHEMA.names())
+        .cast(ACCOUNTS_SCHEMA)
+        .sort("account_id")
+    )
+
+
+def build_rooms(
+    states: pl.DataFrame, referenced: pl.Series, messages: pl.DataFrame
+) -> pl.DataFrame:
+    """``rooms`` rows for created rooms and every room referenced; counts of live messages."""
+    ids = pl.concat([states["room_id"], referenced.cast(pl.String)]).unique().sort()
+    stats = (
+        messages.filter(~pl.col("deleted"))
+        .group_by("room_id")
+        .agg(message_count=pl.len(), last_message_at=pl.col("created_at").max())
+    )
+    return (
+        pl.DataFrame({"room_id": ids})
+        .join(states, on="room_id", how="left")
+        .join(stats, on="room_id", how="left")
+        .with_columns(
+            known=pl.col("created").fill_null(False),
+            members=pl.col("members").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+            message_count=pl.col("message_count").fill_null(0),
+        )
+        .with_columns(member_count=pl.col("members").list.len())
+        .select(ROOMS_SCHEMA.names())
+        .cast(ROOMS_SCHEMA)
+        .sort("room_id")
+    )
+
+
+def build_platform_daily(messages: pl.DataFrame, threads: pl.DataFrame) -> pl.DataFrame:
+    """Per platform and UTC day of each activity's own time (decision 13)."""
+    day = pl.col("at").dt.date().alias("day")
+    created = messages.select("platform", "account_id", at="created_at")
+    edited = messages.select("platform", at=pl.col("edit_times")).explode("at").drop_nulls("at")
+    deleted = messages.filter("deleted").select("platform", at="deleted_at")
+    reacted = (
+        messages.select("platform", adds="reaction_adds")
+        .explode("adds")
+        .drop_nulls("adds")
+        .select(
+            "platform",
+            pl.col("adds").struct.field("account_id"),
+            at=pl.col("adds").struct.field("at"),
+        )
+    )
+    roots = threads.select(message_id="root_message_id").join(
+        messages.select("message_id", "platform", at="created_at"), on="message_id"
+    )
+    counts = [
+        created.group_by("platform", day).agg(messages_created=pl.len()),
+        edited.group_by("platform", day).agg(messages_edited=pl.len()),
+        deleted.group_by("platform", day).agg(messages_deleted=pl.len()),
+        reacted.group_by("platform", day).agg(reactions_added=pl.len()),
+        pl.concat(
+            [
+                created.select("platform", "account_id", "at"),
+                reacted.select("platform", "account_id", "at"),
+            ]
+        )
+        .group_by("platform", day)
+        .agg(active_accounts=pl.col("account_id").n_unique()),
+        roots.group_by("platform", day).agg(new_threads=pl.len()),
+    ]
+    keys = pl.concat([c.select("platform", "day") for c in counts]).unique()
+    result = keys
+    for frame in counts:
+        result = result.join(frame, on=["platform", "day"], how="left")
+    return (
+        result.with_columns(pl.exclude("platform", "day").fill_null(0))
+        .select(PLATFORM_DAILY_SCHEMA.names())
+        .cast(PLATFORM_DAILY_SCHEMA)
+        .sort("platform", "day", nulls_last=True)
+    )
+
+
+def build_unread(
+    rooms: pl.DataFrame, markers: pl.DataFrame, messages: pl.DataFrame
+) -> pl.DataFrame:
+    """Unread counts for the current members of each room (decision 14).
+
+    For a member: the room's live messages by others created after its marker's
+    ``read_up_to`` (all of them without a marker).
+    """
+    members = (
+        rooms.select("room_id", account_id=pl.col("members")).explode("account_id").drop_nulls()
+    )
+    marks = (
+        markers.sort("marker_id")
+        .unique(["account_id", "room_id"], keep="last", maintain_order=True)
+        .select("account_id", "room_id", "read_up_to")
+    )
+    pairs = members.join(marks, on=["account_id", "room_id"], how="left")
+    live = messages.filter(~pl.col("deleted")).select("room_id", "account_id", "created_at")
+
+    # Messages at or before t: cumulative counts at distinct times, found with an as-of join.
+    room_cum = (
+        live.group_by("room_id", "created_at")
+        .agg(n=pl.len())
+        .sort("room_id", "created_at")
+        .with_columns(upto=pl.col("n").cum_sum().over("room_id"))
+    )
+    own_cum = (
+        live.group_by("room_id", "account_id", "created_at")
+        .agg(n=pl.len())
+        .sort("room_id", "account_id", "created_at")
+        .with_columns(upto=pl.col("n").cum_sum().over("room_id", "account_id"))
+    )
+    totals = live.group_by("room_id").agg(room_total=pl.len())
+    own_totals = live.group_by("room_id", "account_id").agg(own_total=pl.len())
+
+    marked = pairs.filter(pl.col("read_up_to").is_not_null()).sort("read_up_to")
+    room_upto = marked.join_asof(
+        room_cum.select("room_id", "created_at", room_upto="upto").sort("created_at"),
+        left_on="read_up_to",
+        right_on="created_at",
+        by="room_id",
+        strategy="backward",
+    ).select("account_id", "room_id", "room_upto")
+    own_upto = marked.join_asof(
+        own_cum.select("room_id", "account_id", "created_at", own_upto="upto").sort("created_at"),
+        left_on="read_up_to",
+        right_on="created_at",
+        by=["room_id", "account_id"],
+        strategy="backward",
+    ).select("account_id", "room_id", "own_upto")
+    return (
+        pairs.join(totals, on="room_id", how="left")
+        .join(own_totals, on=["room_id", "account_id"], how="left")
+        .join(room_upto, on=["account_id", "room_id"], how="left")
+        .join(own_upto, on=["account_id", "room_id"], how="left")
+        .with_columns(pl.col("room_total", "own_total", "room_upto", "own_upto").fill_null(0))
+        .with_columns(
+            unread_count=(pl.col("room_total") - pl.col("room_upto"))
+            - (pl.col("own_total") - pl.col("own_upto"))
+        )
+        .select(UNREAD_SCHEMA.names())
+        .cast(UNREAD_SCHEMA)
+        .sort("account_id", "room_id")
+    )
+
+
+__all__ = [
+    "ACCOUNT_STATE_SCHEMA",
+    "ROOM_STATE_SCHEMA",
+    "build_accounts",
+    "build_messages",
+    "build_platform_daily",
+    "build_rooms",
+    "build_unread",
+]
