@@ -1,12 +1,11 @@
 """Ingest assets: event files to raw_events and events; content files to content."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from pipelines.assets.metadata import table_metadata
-from pipelines.ingest.load import load_event_days
-from pipelines.lake.tables import EVENTS, EVENTS_SCHEMA, RAW_EVENTS, RAW_EVENTS_SCHEMA
+from pipelines.ingest.content import CONTENT_SCHEMA
+from pipelines.ingest.load import load_content, load_event_days
+from pipelines.lake.tables import CONTENT, EVENTS, EVENTS_SCHEMA, RAW_EVENTS, RAW_EVENTS_SCHEMA
 from pipelines.partitions import recorded_days, window_days
 from pipelines.resources import LakehouseResource
 
@@ -66,4 +65,31 @@ def event_files(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
             "conflicts": load.conflicts,
             "other_days_rewritten": ", ".join(map(str, load.other_days_rewritten)) or "none",
         },
+    )
+
+
+@dg.asset(
+    name=CONTENT,
+    description=(
+        "Every file under content/by-cid/ and content/blobs/, verified against the CID in its "
+        "name; body text for good .md files. Incremental: a verified file is never read again. "
+        "Rejects (hash mismatch, non-CID names, symlinks) go to the `quarantine` table."
+    ),
+    group_name=INGEST,
+    kinds={"delta", "polars"},
+    owners=["team:data-platform"],
+    tags={"layer": "bronze"},
+    pool="lake_content",
+)
+def content(lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    load = load_content(lakehouse.lake, lakehouse.store)
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(load.head, CONTENT_SCHEMA, total_rows=load.total_rows),
+            "files_read": load.read,
+            "verified": load.verified,
+            "hash_mismatches": load.hash_mismatches,
+            "skipped_already_verified": load.skipped_known,
+            **{f"ignored/{reason}": n for reason, n in load.reports.items()},
+        }
     )

@@ -25,7 +25,8 @@ def decode_cid(cid: str) -> bytes:
     if len(cid) != _CID_LENGTH or not cid.startswith("b") or cid != cid.lower():
         raise InvalidCid(f"not a base32 CIDv1 of {_CID_LENGTH} characters: {cid!r:.80}")
     try:
-        raw = base64.b32decode(cid[1:].upper() + "====")
+        body = cid[1:].upper()
+        raw = base64.b32decode(body + "=" * (-len(body) % 8))
     except (binascii.Error, ValueError):
         raise InvalidCid(f"not base32: {cid!r:.80}") from None
     if raw[:4] != _PREFIX or len(raw) != 36:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipelines.ingest.content import CONTENT_SCHEMA, scan_content
 from pipelines.ingest.raw import read_days
 from pipelines.ingest.resolve import (
     KEY_COLUMNS,
@@ -30,6 +31,7 @@ from pipelines.ingest.resolve import (
 from pipelines.lake.delta import Lake, in_predicate
 from pipelines.lake.tables import (
     CONFLICTS,
+    CONTENT,
     EVENTS,
     EVENTS_SCHEMA,
     INDEX_REPORT,
@@ -145,3 +147,47 @@ def _rewrite_changed_statuses(
     )
     lake.replace_days(EVENTS, updated, days)
     return days
+
+
+@dataclass
+class ContentLoad:
+    """What one content scan did."""
+
+    read: int
+    verified: int
+    hash_mismatches: int
+    skipped_known: int
+    reports: dict[str, int]
+    total_rows: int
+    head: pl.DataFrame
+
+
+def load_content(lake: Lake, store: Path) -> ContentLoad:
+    """Verify new content files into ``content``; their rejects replace the quarantine's
+    "content" rows. Files already verified are not read again (content is immutable)."""
+    known = lake.read(CONTENT, CONTENT_SCHEMA, columns=["path", "status"])
+    scan = scan_content(store, dict(known.iter_rows()))
+    if not scan.content.is_empty():
+        lake.write(CONTENT, scan.content, predicate=in_predicate("path", scan.content["path"]))
+    quarantine = scan.reports.select(
+        day=pl.lit(None, dtype=pl.Date),
+        stage=pl.lit("content"),
+        source_file="path",
+        line_number=pl.lit(None, dtype=pl.Int64),
+        event_id=pl.lit(None, dtype=pl.String),
+        raw_text="detail",
+        reason="reason",
+    )
+    lake.write(QUARANTINE, quarantine, predicate="stage = 'content'")
+    statuses = scan.content["status"]
+    return ContentLoad(
+        read=scan.content.height,
+        verified=int((statuses == "ok").sum()),
+        hash_mismatches=int((statuses == "hash_mismatch").sum()),
+        skipped_known=scan.skipped_known,
+        reports=dict(scan.reports.group_by("reason").len().sort("reason").iter_rows()),
+        total_rows=known.height
+        + scan.content.height
+        - int(known["path"].is_in(scan.content["path"].implode()).sum()),
+        head=scan.content.head(5),
+    )

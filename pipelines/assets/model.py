@@ -1,0 +1,51 @@
+"""Model assets: the read models, rebuilt from events and content after each ingest."""
+
+import dagster as dg
+
+from pipelines.assets.metadata import table_metadata
+from pipelines.lake.projections import SNAPSHOTS, refresh_projections
+from pipelines.lake.tables import CONTENT, EVENTS
+from pipelines.resources import LakehouseResource
+
+MODEL = "model"
+DESCRIPTIONS = {
+    "messages": "Current state of every message: body (after edits), deletion tombstone, "
+    "reactions, thread, edit count. Partitioned by created_month.",
+    "threads": "One row per thread: root, live message and participant counts, first/last "
+    "times, depth and a Merkle root over the live messages' content CIDs.",
+    "accounts": "Every account created or referenced, with live message, thread and "
+    "reaction counts.",
+    "rooms": "Every room created or referenced, with current members and live message counts.",
+    "platform_daily": "Per platform and UTC day: messages created, edited, deleted, reactions "
+    "added, active accounts and new threads.",
+    "unread": "Unread live messages per current room member, after its read marker.",
+    "read_markers": "Each read marker's latest position (highest version).",
+    SNAPSHOTS: "State of every aggregate at the end of each recorded day on which it changed; "
+    "the base of state-as-of queries.",
+}
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            name,
+            description=text,
+            group_name=MODEL,
+            kinds={"delta", "polars"},
+            owners=["team:data-platform"],
+            tags={"layer": "gold"},
+            deps=[EVENTS, CONTENT],
+            automation_condition=dg.AutomationCondition.eager(),
+        )
+        for name, text in DESCRIPTIONS.items()
+    ],
+    pool="lake_projections",
+)
+def projections(lakehouse: LakehouseResource):
+    """Fold the applied events into every read model and replace the tables."""
+    refresh = refresh_projections(lakehouse.lake)
+    for name, frame in refresh.tables.items():
+        yield dg.MaterializeResult(
+            asset_key=name,
+            metadata={**table_metadata(frame, frame.schema), **refresh.versions},
+        )

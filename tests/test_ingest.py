@@ -1,0 +1,169 @@
+"""Loading recorded days into the lake: counts, idempotence, order, duplicates and conflicts."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import orjson
+import polars as pl
+from conftest import DAY0, StoreWriter, created
+
+from pipelines.ingest.cid import cid_of
+from pipelines.ingest.load import load_content, load_event_days
+from pipelines.lake.delta import Lake
+
+DAY1, DAY2, DAY3 = DAY0 + timedelta(days=1), DAY0 + timedelta(days=2), DAY0 + timedelta(days=3)
+TABLES = ("raw_events", "events", "quarantine", "index_report", "conflicts")
+
+
+def snapshot(lake: Lake) -> dict[str, list]:
+    """Every table's rows, sorted, as plain values: equal snapshots mean equal tables."""
+    out = {}
+    for name in TABLES:
+        if lake.exists(name):
+            frame = pl.read_delta(str(lake.path(name)))
+            out[name] = sorted(frame.select(sorted(frame.columns)).rows(), key=repr)
+    return out
+
+
+def three_days(w: StoreWriter) -> None:
+    first = created(w, "m1", "one", DAY0)
+    w.write(DAY0, [first, created(w, "m2", "two", DAY0, 5), "", "{bad json"])
+    w.write(
+        DAY1,
+        [
+            first,  # re-delivered: a duplicate of DAY0's line
+            {**first, "data": {**first["data"], "kind": 1}},  # same id, other content
+            w.event(
+                "MessageEdited",
+                "message",
+                "m2",
+                2,
+                {"content_cid": w.body("2b"), "edited_at": 9},
+                DAY1,
+            ),
+        ],
+        gz=True,
+    )
+    clash = w.event("MessageDeleted", "message", "m2", 2, {"deleted_at": 10}, DAY2)
+    w.write(DAY2, [clash, "[]"], archive=True)
+
+
+def test_counts_add_up_and_faults_land_in_quarantine(store, lake):
+    three_days(store)
+    load = load_event_days(lake, store.root, [DAY0, DAY1, DAY2])
+    c = load.counts
+    events = pl.read_delta(str(lake.path("events")))
+    quarantine = pl.read_delta(str(lake.path("quarantine")))
+    assert c["lines"] == events.height + quarantine.height + c["pending"] + c["blank"]
+    assert c["lines"] == c["rows"] + c["quarantined_envelope"] + c["pending"] + c["blank"]
+    assert (c["lines"], c["blank"], events.height, quarantine.height) == (9, 1, 6, 2)
+    assert sorted(quarantine["source_file"].to_list()) == [
+        "events/2025/03/01/001.jsonl",
+        "events/archive/2025/03/03/001.jsonl",
+    ]
+
+
+def test_duplicates_and_conflicts_are_resolved_against_earlier_days(store, lake):
+    three_days(store)
+    load_event_days(lake, store.root, [DAY0, DAY1, DAY2])
+    events = pl.read_delta(str(lake.path("events"))).sort("day", "file_index", "line_number")
+    assert events.select("day", "status").rows() == [
+        (DAY0, "applied"),
+        (DAY0, "applied"),
+        (DAY1, "duplicate"),
+        (DAY1, "duplicate_conflict"),
+        (DAY1, "applied"),
+        (DAY2, "version_conflict"),
+    ]
+    conflicts = pl.read_delta(str(lake.path("conflicts"))).sort("day")
+    assert conflicts.select("kind", "winner_day", "winner_line_number").rows() == [
+        ("duplicate_conflict", DAY0, 1),
+        ("version_conflict", DAY1, 3),
+    ]
+
+
+def test_rerunning_a_day_or_a_range_gives_identical_tables(store, lake):
+    three_days(store)
+    load_event_days(lake, store.root, [DAY0, DAY1, DAY2])
+    before = snapshot(lake)
+    load_event_days(lake, store.root, [DAY1])
+    assert snapshot(lake) == before
+    load_event_days(lake, store.root, [DAY0, DAY1, DAY2])
+    assert snapshot(lake) == before
+
+
+def test_any_day_order_gives_identical_tables(store, tmp_path):
+    three_days(store)
+    in_order, reversed_order, one_run = (Lake(tmp_path / n) for n in ("a", "b", "c"))
+    for day in (DAY0, DAY1, DAY2):
+        load_event_days(in_order, store.root, [day])
+    for day in (DAY2, DAY1, DAY0):
+        load = load_event_days(reversed_order, store.root, [day])
+    assert load.other_days_rewritten == [DAY1]  # DAY0 arrived last: DAY1's copy is now second
+    load_event_days(one_run, store.root, [DAY0, DAY1, DAY2])
+    assert snapshot(in_order) == snapshot(reversed_order) == snapshot(one_run)
+
+
+def test_index_json_disagreements_are_reported(store, lake):
+    path = store.write(DAY0, [created(store, "m1", "one")])
+    data = path.read_bytes()
+    index = {
+        "day": DAY0.isoformat(),
+        "files": {
+            "001.jsonl": {
+                "lines": 2,
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            },
+            "002.jsonl": {"lines": 1, "bytes": 1, "sha256": "0" * 64},
+        },
+        "total_lines": 1,
+    }
+    (path.parent / "index.json").write_bytes(orjson.dumps(index))
+    store.write(DAY0, [created(store, "m2", "two")], name="003.jsonl")
+    load_event_days(lake, store.root, [DAY0])
+    report = pl.read_delta(str(lake.path("index_report"))).sort("problem", "file")
+    assert report.select("file", "problem").rows() == [
+        ("002.jsonl", "file_missing"),
+        ("003.jsonl", "file_not_listed"),
+        ("001.jsonl", "lines_differ"),
+        (None, "total_lines_differ"),
+    ]
+
+
+def test_a_day_without_files_is_emptied_on_rerun(store, lake):
+    path = store.write(DAY3, [created(store, "m9", "nine", DAY3)])
+    load_event_days(lake, store.root, [DAY3])
+    path.unlink()
+    load_event_days(lake, store.root, [DAY3])
+    assert pl.read_delta(str(lake.path("events"))).height == 0
+
+
+def test_content_is_verified_and_incremental(store, lake):
+    good = store.body("hello world\n")
+    assert good == "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
+    folder = store.root / "content" / "by-cid"
+    tampered = store.body("original")
+    (folder / f"{tampered}.md").write_bytes(b"tampered")
+    (folder / "notacid.md").write_bytes(b"x")
+    (folder / f"{cid_of(b'link')}.md").symlink_to(folder / f"{good}.md")
+    outside = store.root.parent / "secret.txt"
+    outside.write_bytes(b"secret")
+    (store.root / "content" / "blobs").mkdir()
+    (store.root / "content" / "blobs" / "bafkreilink").symlink_to(outside)
+
+    first = load_content(lake, store.root)
+    content = pl.read_delta(str(lake.path("content"))).sort("path")
+    assert dict(content.select("cid", "status").iter_rows())[good] == "ok"
+    assert dict(content.select("cid", "status").iter_rows())[tampered] == "hash_mismatch"
+    assert content.filter(pl.col("cid") == tampered)["text"].to_list() == [None]
+    assert "secret" not in "".join(content["text"].drop_nulls().to_list())
+    reasons = pl.read_delta(str(lake.path("quarantine"))).sort("source_file")["reason"].to_list()
+    assert sorted(reasons) == ["hash_mismatch", "not_a_cid", "outside_store", "symlink"]
+
+    (folder / f"{good}.md").write_bytes(b"changed after verification")  # immutable: not re-read
+    second = load_content(lake, store.root)
+    assert (first.read, second.read, second.skipped_known) == (2, 1, 1)  # mismatches re-read
+    assert pl.read_delta(str(lake.path("content"))).height == 2
