@@ -31,6 +31,7 @@ class StoreWriter:
     def __init__(self, root: Path):
         self.root = root
         self.next_id = 0
+        self.texts: dict[str, str] = {}
 
     def event(
         self,
@@ -62,6 +63,7 @@ class StoreWriter:
     def body(self, text: str) -> str:
         data = text.encode()
         cid = cid_of(data)
+        self.texts[cid] = text
         folder = self.root / "content" / "by-cid"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{cid}.md").write_bytes(data)

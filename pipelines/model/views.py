@@ -334,6 +334,7 @@ def build_unread(
     room_upto = marked.join_asof(
         room_cum.select("room_id", "created_at", room_upto="upto").sort("created_at"),
         left_on="read_up_to",
+        check_sortedness=False,
         right_on="created_at",
         by="room_id",
         strategy="backward",
@@ -341,6 +342,7 @@ def build_unread(
     own_upto = marked.join_asof(
         own_cum.select("room_id", "account_id", "created_at", own_upto="upto").sort("created_at"),
         left_on="read_up_to",
+        check_sortedness=False,
         right_on="created_at",
         by=["room_id", "account_id"],
         strategy="backward",

@@ -1,0 +1,268 @@
+"""Projection semantics, case by case (spec "Semantics that projections must follow")."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+
+from conftest import DAY0, StoreWriter, created, ms
+from pipelines.ingest.load import load_content, load_event_days
+from pipelines.ingest.store import list_days
+from pipelines.lake.delta import Lake
+from pipelines.lake.projections import refresh_projections
+
+DAY1, DAY2 = DAY0 + timedelta(days=1), DAY0 + timedelta(days=2)
+
+
+def project(store: StoreWriter, lake: Lake) -> dict[str, pl.DataFrame]:
+    load_event_days(lake, store.root, list_days(store.root))
+    load_content(lake, store.root)
+    return refresh_projections(lake).tables
+
+
+def row(frame: pl.DataFrame, key: str, value: str) -> dict:
+    rows = frame.filter(pl.col(key) == value).rows(named=True)
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def edit(w, mid, version, text, day=DAY0, at=100):
+    data = {"content_cid": w.body(text), "edited_at": ms(day, at)}
+    return w.event("MessageEdited", "message", mid, version, data, day)
+
+
+def delete(w, mid, version, day=DAY0, at=200):
+    return w.event("MessageDeleted", "message", mid, version, {"deleted_at": ms(day, at)}, day)
+
+
+def react(w, mid, version, account, emoji, add=True, day=DAY0, at=50):
+    kind = "ReactionAdded" if add else "ReactionRemoved"
+    data = {"account_id": account, "emoji": emoji, "at": ms(day, at)}
+    return w.event(kind, "message", mid, version, data, day)
+
+
+def test_thread_resolves_through_a_chain_whose_parent_arrives_later(store, lake):
+    w = store
+    w.write(DAY0, [created(w, "c", "child", reply_to="b"), created(w, "b", "mid", reply_to="a")])
+    tables = project(w, lake)
+    assert row(tables["messages"], "message_id", "c")["thread_id"] == "a"  # "a" is missing
+    w.write(DAY1, [created(w, "a", "root", DAY1, thread_id="t-root")])
+    tables = project(w, lake)
+    threads = dict(tables["messages"].select("message_id", "thread_id").iter_rows())
+    assert threads == {"a": "t-root", "b": "t-root", "c": "t-root"}
+    thread = row(tables["threads"], "thread_id", "t-root")
+    # no message is named "t-root": the root is the earliest by (created_at, message_id)
+    assert (thread["message_count"], thread["max_depth"], thread["root_message_id"]) == (3, 2, "b")
+
+
+def test_reply_cycle_resolves_to_smallest_id(store, lake):
+    w = store
+    w.write(
+        DAY0,
+        [
+            created(w, "y", "1", reply_to="x"),
+            created(w, "x", "2", reply_to="z"),
+            created(w, "z", "3", reply_to="y"),
+        ],
+    )
+    threads = set(project(w, lake)["messages"]["thread_id"])
+    assert threads == {"x"}
+
+
+def test_reactions_are_a_set(store, lake):
+    w = store
+    w.write(
+        DAY0,
+        [
+            created(w, "m", "hi"),
+            react(w, "m", 2, "u1", "👍"),
+            react(w, "m", 3, "u1", "👍"),  # second add: no change
+            react(w, "m", 4, "u2", "👍"),
+            react(w, "m", 5, "u2", "🎉"),
+            react(w, "m", 6, "u3", "🎉", add=False),  # removing an absent pair: no change
+            react(w, "m", 7, "u2", "🎉", add=False),
+        ],
+    )
+    tables = project(w, lake)
+    m = row(tables["messages"], "message_id", "m")
+    assert m["reactions"] == [{"emoji": "👍", "count": 2}]
+    assert m["reaction_count"] == 2
+    daily = tables["platform_daily"].row(0, named=True)
+    assert daily["reactions_added"] == 3  # u1 👍, u2 👍, u2 🎉
+    assert row(tables["accounts"], "account_id", "u1")["reactions_given"] == 1
+    assert row(tables["accounts"], "account_id", "acct_a")["reactions_received"] == 2
+
+
+def test_delete_then_edit_is_ignored_and_reactions_leave_live_counts(store, lake):
+    w = store
+    w.write(
+        DAY0,
+        [
+            created(w, "m", "hi"),
+            react(w, "m", 2, "u1", "👍"),
+            delete(w, "m", 3),
+            edit(w, "m", 4, "too late"),
+            react(w, "m", 5, "u2", "👍"),
+        ],
+    )
+    tables = project(w, lake)
+    m = row(tables["messages"], "message_id", "m")
+    assert m["deleted"] and m["body"] is None and m["body_status"] == "none"
+    assert m["edit_count"] == 0 and m["reaction_count"] == 1 and m["ignored_events"] == 2
+    assert row(tables["accounts"], "account_id", "u1")["reactions_given"] == 0
+    author = row(tables["accounts"], "account_id", "acct_a")
+    assert (author["message_count"], author["reactions_received"]) == (0, 0)
+    assert row(tables["rooms"], "room_id", "room_1")["message_count"] == 0
+    assert row(tables["threads"], "thread_id", "m")["message_count"] == 0
+
+
+def test_edit_replaces_body_and_late_versions_apply_in_order(store, lake):
+    w = store
+    w.write(DAY1, [edit(w, "m", 3, "third", DAY1, at=300)])  # recorded before version 2
+    w.write(DAY0, [created(w, "m", "first")])
+    w.write(DAY2, [edit(w, "m", 2, "second", DAY2, at=200)])
+    m = row(project(w, lake)["messages"], "message_id", "m")
+    assert (m["body"], m["edit_count"], m["version"], m["body_status"]) == ("third", 2, 3, "ok")
+    assert m["last_edited_at"].timestamp() * 1000 == ms(DAY1, 300)
+
+
+def test_orphans_and_second_creation_are_ignored(store, lake):
+    w = store
+    w.write(
+        DAY0,
+        [
+            edit(w, "m", 1, "orphan"),
+            created(w, "m", "real", version=2),
+            created(w, "m", "again", version=3),
+        ],
+    )
+    m = row(project(w, lake)["messages"], "message_id", "m")
+    assert (m["body"], m["edit_count"], m["ignored_events"]) == ("real", 0, 2)
+
+
+def test_v1_and_v2_mix_and_inline_body(store, lake):
+    w = store
+    v1 = w.event(
+        "MessageCreated",
+        "message",
+        "old",
+        1,
+        {
+            "author": "acct_b",
+            "text": "legacy text",
+            "channel": "room_1",
+            "ts": 1.5e9,
+            "platform": "irc",
+            "parent": "new",
+        },
+    )
+    w.write(DAY0, [v1, created(w, "new", "modern")])
+    tables = project(w, lake)
+    old = row(tables["messages"], "message_id", "old")
+    assert (old["body"], old["body_status"], old["thread_id"]) == ("legacy text", "inline", "new")
+    w.write(DAY1, [edit(w, "old", 2, "edited", DAY1)])
+    old = row(project(w, lake)["messages"], "message_id", "old")
+    assert (old["body"], old["body_status"]) == ("edited", "ok")
+
+
+def test_missing_body_arrives_later(store, lake):
+    w = store
+    event = created(w, "m", "will vanish")
+    cid = event["data"]["content_cid"]
+    body = w.root / "content" / "by-cid" / f"{cid}.md"
+    body.unlink()
+    w.write(DAY0, [event])
+    assert row(project(w, lake)["messages"], "message_id", "m")["body_status"] == "missing"
+    body.write_text("will vanish")
+    m = row(project(w, lake)["messages"], "message_id", "m")
+    assert (m["body_status"], m["body"]) == ("ok", "will vanish")
+
+
+def test_unknown_accounts_and_rooms_still_appear(store, lake):
+    w = store
+    w.write(
+        DAY0,
+        [created(w, "m", "hi", account="ghost", room="nowhere"), react(w, "m", 2, "lurker", "x")],
+    )
+    tables = project(w, lake)
+    ghost = row(tables["accounts"], "account_id", "ghost")
+    assert (ghost["known"], ghost["display_name"], ghost["message_count"]) == (False, None, 1)
+    assert row(tables["accounts"], "account_id", "lurker")["reactions_given"] == 1
+    nowhere = row(tables["rooms"], "room_id", "nowhere")
+    assert (nowhere["known"], nowhere["name"], nowhere["message_count"]) == (False, None, 1)
+
+
+def test_unread_with_and_without_markers(store, lake):
+    w = store
+    room = [
+        w.event(
+            "RoomCreated",
+            "room",
+            "r",
+            1,
+            {"name": "R", "type": "group", "platform": "p", "created_at": 1},
+        ),
+        w.event("MemberJoined", "room", "r", 2, {"account_id": "alice", "at": 1}),
+        w.event("MemberJoined", "room", "r", 3, {"account_id": "bob", "at": 1}),
+        w.event("MemberJoined", "room", "r", 4, {"account_id": "carol", "at": 1}),
+        w.event("MemberLeft", "room", "r", 5, {"account_id": "carol", "at": 2}),
+    ]
+    messages = [
+        created(w, f"m{i}", f"t{i}", account="alice" if i < 2 else "bob", room="r", seconds=i * 10)
+        for i in range(4)
+    ]
+    marker = w.event(
+        "ReadMarkerMoved",
+        "read_marker",
+        "bob/r",
+        1,
+        {"account_id": "bob", "room_id": "r", "read_up_to": ms(DAY0, 0)},
+    )
+    older = w.event(
+        "ReadMarkerMoved",
+        "read_marker",
+        "bob/r",
+        2,
+        {"account_id": "bob", "room_id": "r", "read_up_to": ms(DAY0, 10)},
+    )
+    w.write(DAY0, [*room, *messages, older, marker, delete(w, "m3", 2)])
+    unread = project(w, lake)["unread"]
+    # alice has no marker: bob's live m2; bob read up to m1 (version 2 wins over version 1)
+    assert unread.select("account_id", "unread_count").rows() == [("alice", 1), ("bob", 0)]
+    assert row(unread, "account_id", "bob")["read_up_to"].timestamp() * 1000 == ms(DAY0, 10)
+    room_row = row(project(w, lake)["rooms"], "room_id", "r")
+    assert (room_row["member_count"], room_row["members"]) == (2, ["alice", "bob"])
+
+
+def test_account_and_room_fields_apply_in_version_order(store, lake):
+    w = store
+    w.write(
+        DAY1,
+        [
+            w.event(
+                "AccountUpdated", "account", "a", 2, {"display_name": "New", "handle": None}, DAY1
+            )
+        ],
+    )
+    w.write(
+        DAY0,
+        [
+            w.event(
+                "AccountCreated",
+                "account",
+                "a",
+                1,
+                {"display_name": "Old", "platform": "slack", "created_at": 5, "handle": "@a"},
+            ),
+            w.event("AccountUpdated", "account", "a", 3, {"did": "did:x"}),
+        ],
+    )
+    a = row(project(w, lake)["accounts"], "account_id", "a")
+    assert (a["display_name"], a["handle"], a["did"], a["known"], a["version"]) == (
+        "New",
+        "@a",
+        "did:x",
+        True,
+        3,
+    )
