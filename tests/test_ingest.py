@@ -96,14 +96,15 @@ def test_rerunning_a_day_or_a_range_gives_identical_tables(store, lake):
 
 def test_any_day_order_gives_identical_tables(store, tmp_path):
     three_days(store)
-    in_order, reversed_order, one_run = (Lake(tmp_path / n) for n in ("a", "b", "c"))
+    in_order, reversed_order, one_run, grouped = (Lake(tmp_path / n) for n in "abcd")
     for day in (DAY0, DAY1, DAY2):
         load_event_days(in_order, store.root, [day])
     for day in (DAY2, DAY1, DAY0):
         load = load_event_days(reversed_order, store.root, [day])
     assert load.other_days_rewritten == [DAY1]  # DAY0 arrived last: DAY1's copy is now second
     load_event_days(one_run, store.root, [DAY0, DAY1, DAY2])
-    assert snapshot(in_order) == snapshot(reversed_order) == snapshot(one_run)
+    load_event_days(grouped, store.root, [DAY0, DAY1, DAY2], max_rows=1)  # a group per day
+    assert snapshot(in_order) == snapshot(reversed_order) == snapshot(one_run) == snapshot(grouped)
 
 
 def test_index_json_disagreements_are_reported(store, lake):

@@ -19,7 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.ingest.content import CONTENT_SCHEMA, scan_content
-from pipelines.ingest.raw import read_days
+from pipelines.ingest.raw import iter_day_batches
 from pipelines.ingest.resolve import (
     KEY_COLUMNS,
     POSITION,
@@ -60,72 +60,88 @@ class EventLoad:
     events_head: pl.DataFrame | None = None
 
 
-def load_event_days(lake: Lake, store: Path, days: list[date]) -> EventLoad:
-    """Ingest the event files of ``days`` (a window) into the lake; see the module doc."""
-    days = sorted(set(days))
-    batch = read_days(store, days)
-    raw = batch.rows.select(RAW_EVENTS_SCHEMA.names()).sort(LINE_ORDER)
-    lake.replace_days(RAW_EVENTS, raw, days)
-    lake.write(
-        QUARANTINE,
-        batch.quarantine.sort("day", "source_file", "line_number", nulls_last=True),
-        predicate=f"{in_predicate('day', days)} AND {in_predicate('stage', EVENT_STAGES)}",
-    )
-    lake.replace_days(INDEX_REPORT, batch.index_report.sort(INDEX_REPORT_SCHEMA.names()), days)
+def load_event_days(
+    lake: Lake, store: Path, days: list[date], max_rows: int = 250_000
+) -> EventLoad:
+    """Ingest the event files of ``days`` (a window) into the lake; see the module doc.
 
-    window = batch.rows.filter(pl.col("payload_error").is_null())
+    Days are processed in order, in groups of about ``max_rows`` rows, so memory is
+    bounded by a group, not by the window. A line's status depends only on the lines
+    before it, so each group's statuses are final once the groups before it are known.
+    """
+    days = sorted(set(days))
     history = lake.read(
         EVENTS,
         EVENTS_SCHEMA,
         columns=[*KEY_COLUMNS, "source_file", "status"],
         where=~pl.col("day").is_in(days),
     )
-    candidates = pl.concat([history.drop("status"), window.select(*KEY_COLUMNS, "source_file")])
-    statuses = resolve_event_status(candidates, _contents(lake, window, candidates, days))
+    candidates = history.drop("status")
+    load = EventLoad(days=days, counts=Counter(), statuses={}, conflicts=0)
+    statuses = None
+    unwritten = set(days)
+    for group, batch in iter_day_batches(store, days, max_rows=max_rows):
+        unwritten -= set(group)
+        raw = batch.rows.select(RAW_EVENTS_SCHEMA.names()).sort(LINE_ORDER)
+        lake.replace_days(RAW_EVENTS, raw, group)
+        lake.write(
+            QUARANTINE,
+            batch.quarantine.sort("day", "source_file", "line_number", nulls_last=True),
+            predicate=f"{in_predicate('day', group)} AND {in_predicate('stage', EVENT_STAGES)}",
+        )
+        lake.replace_days(INDEX_REPORT, batch.index_report.sort(INDEX_REPORT_SCHEMA.names()), group)
 
-    events = (
-        window.join(statuses.select(*POSITION, "status"), on=POSITION, how="left")
-        .select(EVENTS_SCHEMA.names())
-        .sort(LINE_ORDER)
-    )
-    lake.replace_days(EVENTS, events, days)
-    changed_days = _rewrite_changed_statuses(lake, history, statuses)
+        window = batch.rows.filter(pl.col("payload_error").is_null())
+        candidates = pl.concat([candidates, window.select(*KEY_COLUMNS, "source_file")])
+        contents = _contents(lake, window, candidates, sorted(unwritten | set(group)))
+        statuses = resolve_event_status(candidates, contents)
+        events = (
+            window.join(statuses.select(*POSITION, "status"), on=POSITION, how="left")
+            .select(EVENTS_SCHEMA.names())
+            .sort(LINE_ORDER)
+        )
+        lake.replace_days(EVENTS, events, group)
+        conflicts = conflict_rows(statuses, candidates).filter(pl.col("day").is_in(group))
+        lake.write(CONFLICTS, conflicts, predicate=in_predicate("day", group), partition_by=["day"])
 
-    conflict_days = sorted(set(days) | set(changed_days))
-    conflicts = conflict_rows(statuses, candidates).filter(pl.col("day").is_in(conflict_days))
-    lake.write(
-        CONFLICTS, conflicts, predicate=in_predicate("day", conflict_days), partition_by=["day"]
-    )
-    return EventLoad(
-        days=days,
-        counts=batch.counts,
-        statuses=dict(events.group_by("status").len().iter_rows()),
-        conflicts=conflicts.filter(pl.col("day").is_in(days)).height,
-        other_days_rewritten=changed_days,
-        raw_rows=raw.height,
-        event_rows=events.height,
-        raw_head=raw.head(5),
-        events_head=events.head(5),
-    )
+        load.counts.update(batch.counts)
+        for status, n in events.group_by("status").len().iter_rows():
+            load.statuses[status] = load.statuses.get(status, 0) + n
+        load.conflicts += conflicts.height
+        load.raw_rows += raw.height
+        load.event_rows += events.height
+        if load.raw_head is None or load.raw_head.is_empty():
+            load.raw_head, load.events_head = raw.head(5), events.head(5)
+
+    if statuses is not None:
+        changed = _rewrite_changed_statuses(lake, history, statuses)
+        if changed:
+            conflicts = conflict_rows(statuses, candidates).filter(pl.col("day").is_in(changed))
+            lake.write(
+                CONFLICTS, conflicts, predicate=in_predicate("day", changed), partition_by=["day"]
+            )
+        load.other_days_rewritten = changed
+    return load
 
 
 def _contents(
-    lake: Lake, window: pl.DataFrame, candidates: pl.DataFrame, days: list[date]
+    lake: Lake, window: pl.DataFrame, candidates: pl.DataFrame, skip_days: list[date]
 ) -> pl.DataFrame:
-    """Canonical content of every line whose event_id repeats, from the window or raw_events."""
+    """Canonical content of every line whose event_id repeats: from the rows in hand, or
+    from ``raw_events`` for the other days (``skip_days`` are not, or not yet, written)."""
     repeated = repeated_event_ids(candidates)
     if repeated.is_empty():
         return pl.DataFrame(
             schema={**{c: EVENTS_SCHEMA[c] for c in POSITION}, "content": pl.String}
         )
     in_window = window.filter(pl.col("event_id").is_in(repeated.implode()))
-    earlier = lake.read(
+    stored = lake.read(
         RAW_EVENTS,
         RAW_EVENTS_SCHEMA,
-        where=pl.col("event_id").is_in(repeated.implode()) & ~pl.col("day").is_in(days),
+        where=pl.col("event_id").is_in(repeated.implode()) & ~pl.col("day").is_in(skip_days),
     )
     columns = RAW_EVENTS_SCHEMA.names()
-    return canonical_content(pl.concat([in_window.select(columns), earlier.select(columns)]))
+    return canonical_content(pl.concat([in_window.select(columns), stored.select(columns)]))
 
 
 def _rewrite_changed_statuses(

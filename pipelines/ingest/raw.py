@@ -10,7 +10,8 @@ depend on how the work was split.
 from __future__ import annotations
 
 import os
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
@@ -115,15 +116,7 @@ def _read_day_args(args: tuple[Path, date]) -> DayBatch:
     return read_day(*args)
 
 
-def read_days(store: Path, days: list[date], workers: int | None = None) -> DayBatch:
-    """Read several days, in parallel processes when there are many."""
-    workers = workers or os.cpu_count() or 1
-    if len(days) < _POOL_MIN_DAYS or workers == 1:
-        parts = [read_day(store, day) for day in days]
-    else:
-        # "spawn": forking a process whose polars thread pool is running can deadlock.
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            parts = list(pool.map(_read_day_args, [(store, d) for d in days], chunksize=4))
+def concat_batches(parts: list[DayBatch]) -> DayBatch:
     counts: Counter = Counter()
     for part in parts:
         counts.update(part.counts)
@@ -136,4 +129,59 @@ def read_days(store: Path, days: list[date], workers: int | None = None) -> DayB
         quarantine=concat([p.quarantine for p in parts], QUARANTINE_SCHEMA),
         index_report=concat([p.index_report for p in parts], INDEX_REPORT_SCHEMA),
         counts=counts,
+    )
+
+
+def _bounded_map(
+    pool: ProcessPoolExecutor, items: list[tuple[Path, date]], ahead: int
+) -> Iterator[DayBatch]:
+    """``pool.map`` in order, with at most ``ahead`` days parsed but not yet consumed."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(_read_day_args, item))
+        if len(pending) > ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def iter_day_batches(
+    store: Path, days: list[date], max_rows: int = 250_000, workers: int | None = None
+) -> Iterator[tuple[list[date], DayBatch]]:
+    """Yield ``(days, batch)`` for consecutive groups of days, in day order.
+
+    A group closes once it holds ``max_rows`` rows, so memory is bounded by about
+    that many rows plus one day, whatever the length of the window. Many days are
+    read by a pool of processes ("spawn": forking a process whose polars thread
+    pool runs can deadlock); the output does not depend on the split.
+    """
+    workers = workers or os.cpu_count() or 1
+    if len(days) < _POOL_MIN_DAYS or workers == 1:
+        results: Iterator[DayBatch] = (read_day(store, day) for day in days)
+        pool = None
+    else:
+        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+        results = _bounded_map(pool, [(store, d) for d in days], ahead=2 * workers)
+    try:
+        group_days: list[date] = []
+        group: list[DayBatch] = []
+        rows = 0
+        for day, batch in zip(days, results, strict=True):
+            group_days.append(day)
+            group.append(batch)
+            rows += batch.rows.height
+            if rows >= max_rows:
+                yield group_days, concat_batches(group)
+                group_days, group, rows = [], [], 0
+        if group_days:
+            yield group_days, concat_batches(group)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def read_days(store: Path, days: list[date], workers: int | None = None) -> DayBatch:
+    """Read several days into one batch."""
+    return concat_batches(
+        [batch for _, batch in iter_day_batches(store, days, max_rows=1 << 62, workers=workers)]
     )

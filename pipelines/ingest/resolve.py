@@ -57,7 +57,21 @@ def resolve_event_status(candidates: pl.DataFrame, contents: pl.DataFrame) -> pl
     ``winner_line_number`` (the line that won this line's id or version slot; null when
     the line itself is applied), sorted by position.
     """
-    ordered = candidates.select(KEY_COLUMNS).sort(POSITION)
+    keys = candidates.select(KEY_COLUMNS)
+    # Lines that share neither their id nor their slot with another line are applied;
+    # only the (rare) others need ordering.
+    shared = keys.select(
+        pl.col("event_id").is_duplicated() | pl.struct("aggregate_id", "version").is_duplicated()
+    ).to_series()
+    alone = keys.filter(~shared).with_columns(
+        status=pl.lit("applied"),
+        **{f"winner_{c}": pl.lit(None, dtype=keys.schema[c]) for c in POSITION},
+    )
+    return pl.concat([alone, _resolve_shared(keys.filter(shared), contents)]).sort(POSITION)
+
+
+def _resolve_shared(keys: pl.DataFrame, contents: pl.DataFrame) -> pl.DataFrame:
+    ordered = keys.sort(POSITION)
     by_id = ordered.with_columns(
         [pl.col(c).first().over("event_id").alias(f"id_{c}") for c in POSITION]
     ).with_columns(is_first_id=pl.col("line_number").cum_count().over("event_id") == 1)
@@ -95,7 +109,7 @@ def resolve_event_status(candidates: pl.DataFrame, contents: pl.DataFrame) -> pl
             for c in POSITION
         },
     )
-    return pl.concat([by_slot_status, losers_by_id]).sort(POSITION)
+    return pl.concat([by_slot_status, losers_by_id])
 
 
 def conflict_rows(statuses: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataFrame:
