@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import polars as pl
-
 from conftest import DAY0, StoreWriter, created, ms
+
 from pipelines.ingest.load import load_content, load_event_days
 from pipelines.ingest.store import list_days
 from pipelines.lake.delta import Lake
-from pipelines.lake.projections import refresh_projections
+from pipelines.lake.projections import read_projections, refresh_projections
 
 DAY1, DAY2 = DAY0 + timedelta(days=1), DAY0 + timedelta(days=2)
 
@@ -18,7 +18,8 @@ DAY1, DAY2 = DAY0 + timedelta(days=1), DAY0 + timedelta(days=2)
 def project(store: StoreWriter, lake: Lake) -> dict[str, pl.DataFrame]:
     load_event_days(lake, store.root, list_days(store.root))
     load_content(lake, store.root)
-    return refresh_projections(lake).tables
+    refresh_projections(lake)
+    return read_projections(lake)
 
 
 def row(frame: pl.DataFrame, key: str, value: str) -> dict:

@@ -1,67 +1,488 @@
 """Keep the projection tables in the lake up to date with ``events`` and ``content``.
 
-``refresh_projections`` rebuilds every read model from the applied events and
-the verified bodies and replaces each table whole. Each table's commit records
-the ``events`` and ``content`` versions it reflects.
+Every projection commit records the ``events`` and ``content`` versions it
+reflects. A refresh reads what changed since then from the two tables' change
+feeds, refolds only the aggregates concerned, and rewrites only the rows that
+depend on them. Without a usable record (first run, vacuumed history) it
+rebuilds everything with ``project_all``, the definition of the read models;
+tests check that both paths give the same tables.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
+import pyarrow as pa
+from deltalake.exceptions import DeltaError
 
 from pipelines.ingest.content import CONTENT_SCHEMA
-from pipelines.lake.delta import Lake
+from pipelines.lake.delta import Lake, in_predicate
 from pipelines.lake.tables import CONTENT, EVENTS, EVENTS_SCHEMA
-from pipelines.model.project import project_all
-from pipelines.model.snapshots import build_snapshots
-
-PROJECTIONS = (
-    "messages",
-    "threads",
-    "accounts",
-    "rooms",
-    "platform_daily",
-    "unread",
-    "read_markers",
+from pipelines.model.fold import (
+    READ_MARKER_STATE_SCHEMA,
+    fold_accounts,
+    fold_messages,
+    fold_read_markers,
+    fold_rooms,
 )
+from pipelines.model.project import message_links, project_all
+from pipelines.model.snapshots import SNAPSHOTS_SCHEMA, build_snapshots
+from pipelines.model.threads import (
+    THREADS_SCHEMA,
+    build_threads,
+    reply_descendants,
+    resolve_threads,
+)
+from pipelines.model.views import (
+    ACCOUNTS_SCHEMA,
+    MESSAGES_SCHEMA,
+    PLATFORM_DAILY_SCHEMA,
+    ROOMS_SCHEMA,
+    UNREAD_SCHEMA,
+    build_accounts,
+    build_messages,
+    build_platform_daily,
+    build_rooms,
+    build_unread,
+)
+
 SNAPSHOTS = "snapshots"
-PARTITIONS = {"messages": ["created_month"], SNAPSHOTS: ["aggregate_type"]}
+SCHEMAS = {
+    "messages": MESSAGES_SCHEMA,
+    "threads": THREADS_SCHEMA,
+    "accounts": ACCOUNTS_SCHEMA,
+    "rooms": ROOMS_SCHEMA,
+    "platform_daily": PLATFORM_DAILY_SCHEMA,
+    "unread": UNREAD_SCHEMA,
+    "read_markers": READ_MARKER_STATE_SCHEMA,
+    SNAPSHOTS: pl.Schema({**SNAPSHOTS_SCHEMA, "as_of_month": pl.String()}),
+}
+PROJECTIONS = tuple(SCHEMAS)
+PARTITIONS = {"messages": "created_month", SNAPSHOTS: "as_of_month"}
+KEYS = {
+    "messages": ["message_id"],
+    "threads": ["thread_id"],
+    "accounts": ["account_id"],
+    "rooms": ["room_id"],
+    "platform_daily": ["platform", "day"],
+    "unread": ["account_id", "room_id"],
+    "read_markers": ["marker_id"],
+    SNAPSHOTS: ["aggregate_type", "aggregate_id", "as_of_day"],
+}
 
 
 @dataclass
 class ProjectionRefresh:
-    tables: dict[str, pl.DataFrame]
+    """What a refresh wrote: per table the rows written (all of them when ``full``)."""
+
+    full: bool
     versions: dict[str, str]
+    written: dict[str, pl.DataFrame] = field(default_factory=dict)
+    changed_aggregates: int = 0
 
 
-def read_bodies(lake: Lake) -> pl.DataFrame:
-    """Verified and rejected body files: cid, status, text, utf8_valid."""
-    return lake.read(
-        CONTENT,
-        CONTENT_SCHEMA,
-        columns=["cid", "status", "text", "utf8_valid"],
-        where=pl.col("kind") == "body",
-    )
+def read_bodies(lake: Lake, cids: pl.Series | None = None) -> pl.DataFrame:
+    """Body files' verification rows (cid, status, text, utf8_valid), optionally for some CIDs."""
+    where = pl.col("kind") == "body"
+    if cids is not None:
+        where &= pl.col("cid").is_in(cids.implode())
+    columns = ["cid", "status", "text", "utf8_valid"]
+    return lake.read(CONTENT, CONTENT_SCHEMA, columns=columns, where=where)
 
 
-def read_applied_events(lake: Lake) -> pl.DataFrame:
-    return lake.read(
-        EVENTS, EVENTS_SCHEMA, where=pl.col("known_type") & (pl.col("status") == "applied")
-    )
+def read_applied_events(lake: Lake, where: pl.Expr | None = None) -> pl.DataFrame:
+    condition = pl.col("known_type") & (pl.col("status") == "applied")
+    if where is not None:
+        condition &= where
+    return lake.read(EVENTS, EVENTS_SCHEMA, where=condition)
 
 
-def refresh_projections(lake: Lake, with_snapshots: bool = True) -> ProjectionRefresh:
-    """Rebuild every projection (and the snapshots) from the lake's events and content."""
+def with_snapshot_month(snapshots: pl.DataFrame) -> pl.DataFrame:
+    return snapshots.with_columns(as_of_month=pl.col("as_of_day").dt.strftime("%Y-%m"))
+
+
+def refresh_projections(lake: Lake, full: bool = False) -> ProjectionRefresh:
+    """Bring every projection up to date; incrementally when the last refresh is known."""
     versions = {
         "events_version": str(lake.version(EVENTS)),
         "content_version": str(lake.version(CONTENT)),
     }
+    changes = None if full else _changes_since_last_refresh(lake)
+    if changes is None:
+        return _rebuild(lake, versions)
+    return _refresh_incrementally(lake, versions, *changes)
+
+
+def _rebuild(lake: Lake, versions: dict[str, str]) -> ProjectionRefresh:
     events = read_applied_events(lake)
     tables = project_all(events, read_bodies(lake))
-    if with_snapshots:
-        tables[SNAPSHOTS] = build_snapshots(events)
+    tables[SNAPSHOTS] = with_snapshot_month(build_snapshots(events))
     for name, frame in tables.items():
-        lake.write(name, frame, partition_by=PARTITIONS.get(name), metadata=versions)
-    return ProjectionRefresh(tables=tables, versions=versions)
+        partition = PARTITIONS.get(name)
+        lake.write(name, frame, partition_by=[partition] if partition else None, metadata=versions)
+    return ProjectionRefresh(full=True, versions=versions, written=tables)
+
+
+def _last_versions(lake: Lake) -> tuple[int, int] | None:
+    """The events and content versions of the last refresh, if every table has them."""
+    recorded = set()
+    for name in PROJECTIONS:
+        meta = lake.commit_metadata(name)
+        if "events_version" not in meta:
+            return None
+        recorded.add((meta["events_version"], meta["content_version"]))
+    if len(recorded) != 1:
+        return None  # a refresh stopped half-way: start again from scratch
+    events_version, content_version = recorded.pop()
+    return int(events_version), -1 if content_version == "None" else int(content_version)
+
+
+def _change_feed(lake: Lake, table: str, since: int, columns: list[str]) -> pl.DataFrame | None:
+    """Rows inserted or deleted in ``table`` after version ``since`` (None if unreadable)."""
+    current = lake.version(table)
+    if current is None or current <= since:
+        return pl.DataFrame()
+    try:
+        reader = lake.table(table).load_cdf(starting_version=since + 1, columns=columns)
+        return pl.from_arrow(pa.table(reader.read_all()))
+    except DeltaError:
+        return None
+
+
+def _changes_since_last_refresh(lake: Lake) -> tuple[pl.DataFrame, pl.Series] | None:
+    """(changed aggregates with the recorded days of their changed lines, new body CIDs)."""
+    last = _last_versions(lake)
+    if last is None:
+        return None
+    events = _change_feed(lake, EVENTS, last[0], ["aggregate_type", "aggregate_id", "day"])
+    content = _change_feed(lake, CONTENT, last[1], ["cid", "kind"])
+    if events is None or content is None:
+        return None
+    changed = (
+        events.select("aggregate_type", "aggregate_id", "day").unique()
+        if not events.is_empty()
+        else pl.DataFrame(
+            schema={"aggregate_type": pl.String, "aggregate_id": pl.String, "day": pl.Date}
+        )
+    )
+    cids = content["cid"].unique() if not content.is_empty() else pl.Series("cid", [], pl.String)
+    return changed, cids
+
+
+def _ids(changed: pl.DataFrame, aggregate_type: str) -> pl.Series:
+    return changed.filter(pl.col("aggregate_type") == aggregate_type)["aggregate_id"].unique()
+
+
+def _isin(column: str, values: pl.Series) -> pl.Expr:
+    return pl.col(column).is_in(values.drop_nulls().unique().implode())
+
+
+def _refresh_incrementally(
+    lake: Lake, versions: dict[str, str], changed: pl.DataFrame, new_cids: pl.Series
+) -> ProjectionRefresh:
+    refresh = ProjectionRefresh(full=False, versions=versions)
+    refresh.changed_aggregates = changed.select("aggregate_id").n_unique()
+    write = refresh.written
+
+    old_messages, new_messages, message_events = _refresh_messages(
+        lake, changed, new_cids, versions
+    )
+    write["messages"] = new_messages
+    rewritten = pl.concat([old_messages, new_messages])
+
+    thread_ids = rewritten["thread_id"].drop_nulls().unique()
+    old_threads = lake.read("threads", THREADS_SCHEMA, where=_isin("thread_id", thread_ids))
+    new_threads = build_threads(
+        lake.read("messages", MESSAGES_SCHEMA, where=_isin("thread_id", thread_ids))
+    )
+    write["threads"] = _replace_keys(
+        lake, "threads", new_threads, thread_ids.to_frame("thread_id"), versions
+    )
+    threads = pl.concat([old_threads, new_threads])
+
+    marker_ids = _ids(changed, "read_marker")
+    old_markers = lake.read(
+        "read_markers", READ_MARKER_STATE_SCHEMA, where=_isin("marker_id", marker_ids)
+    )
+    markers = fold_read_markers(read_applied_events(lake, _isin("aggregate_id", marker_ids)))
+    write["read_markers"] = _replace_keys(
+        lake, "read_markers", markers, marker_ids.to_frame("marker_id"), versions
+    )
+
+    changed_events = read_applied_events(
+        lake,
+        _isin("aggregate_id", changed["aggregate_id"]) & (pl.col("aggregate_type") != "message"),
+    )
+    account_ids = (
+        pl.concat(
+            [
+                _ids(changed, "account"),
+                rewritten["account_id"],
+                _reactor_ids(rewritten),
+                changed_events["account_id"],
+                message_events["account_id"],
+                _authors(lake, threads["root_message_id"]),
+            ]
+        )
+        .drop_nulls()
+        .unique()
+    )
+    write["accounts"] = _replace_keys(
+        lake,
+        "accounts",
+        _account_rows(lake, account_ids),
+        account_ids.to_frame("account_id"),
+        versions,
+    )
+    room_ids = (
+        pl.concat(
+            [
+                _ids(changed, "room"),
+                rewritten["room_id"],
+                old_markers["room_id"],
+                markers["room_id"],
+                threads["room_id"],
+            ]
+        )
+        .drop_nulls()
+        .unique()
+    )
+    rooms = _room_rows(lake, room_ids)
+    write["rooms"] = _replace_keys(lake, "rooms", rooms, room_ids.to_frame("room_id"), versions)
+
+    unread = build_unread(
+        rooms,
+        lake.read("read_markers", READ_MARKER_STATE_SCHEMA, where=_isin("room_id", room_ids)),
+        lake.read("messages", MESSAGES_SCHEMA, where=_isin("room_id", room_ids)),
+    )
+    stale = lake.read(
+        "unread", UNREAD_SCHEMA, columns=["account_id", "room_id"], where=_isin("room_id", room_ids)
+    )
+    write["unread"] = _replace_keys(lake, "unread", unread, stale, versions)
+
+    write["platform_daily"] = _refresh_platform_days(lake, rewritten, threads, versions)
+    write[SNAPSHOTS] = _refresh_snapshots(lake, changed, versions)
+    return refresh
+
+
+def _refresh_messages(
+    lake: Lake, changed: pl.DataFrame, new_cids: pl.Series, versions: dict[str, str]
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Refold changed messages (and those whose body arrived), re-thread their reply
+    descendants, and upsert them. Returns the old and the new rows of every message
+    touched, and the events refolded."""
+    with_new_body = lake.read(
+        "messages", MESSAGES_SCHEMA, columns=["message_id"], where=_isin("content_cid", new_cids)
+    )["message_id"]
+    touched = pl.concat([_ids(changed, "message"), with_new_body]).unique()
+    events = read_applied_events(lake, _isin("aggregate_id", touched))
+    states = fold_messages(events)
+    links = lake.read(
+        "messages",
+        MESSAGES_SCHEMA,
+        columns=["message_id", "explicit_thread_id", "reply_to", "thread_id", "depth"],
+    )
+    links = pl.concat(
+        [
+            links.filter(~_isin("message_id", touched)),
+            message_links(states).with_columns(
+                thread_id=pl.lit(None, dtype=pl.String), depth=pl.lit(None, dtype=pl.Int64)
+            ),
+        ]
+    )
+    rethread = reply_descendants(links, touched)
+    threads = resolve_threads(
+        links.filter(_isin("message_id", rethread)),
+        settled=links.filter(~_isin("message_id", rethread)).select(
+            "message_id", "thread_id", "depth"
+        ),
+    )
+    affected = pl.concat([touched, rethread]).unique()
+    old_rows = lake.read("messages", MESSAGES_SCHEMA, where=_isin("message_id", affected))
+    refolded = build_messages(states, threads, read_bodies(lake, states["content_cid"]))
+    moved = (
+        old_rows.filter(
+            ~_isin("message_id", states["message_id"]) & _isin("message_id", threads["message_id"])
+        )
+        .drop("thread_id", "depth")
+        .join(threads, on="message_id")
+        .select(MESSAGES_SCHEMA.names())
+    )
+    new_rows = pl.concat([refolded, moved]).sort("message_id")
+    _upsert_partitions(lake, "messages", new_rows, old_rows, versions)
+    return old_rows, new_rows, events
+
+
+def _upsert_partitions(
+    lake: Lake, table: str, new_rows: pl.DataFrame, old_rows: pl.DataFrame, versions: dict[str, str]
+) -> None:
+    """Replace ``old_rows`` by ``new_rows`` in a partitioned table, rewriting only the
+    partitions either touches (each partition is written whole and sorted)."""
+    partition, keys = PARTITIONS[table], KEYS[table]
+    parts = pl.concat([old_rows[partition], new_rows[partition]]).drop_nulls().unique().sort()
+    if parts.is_empty():
+        _write_versions_only(lake, table, versions)
+        return
+    kept = lake.read(table, SCHEMAS[table], where=_isin(partition, parts))
+    kept = kept.join(old_rows.select(keys), on=keys, how="anti").join(
+        new_rows.select(keys), on=keys, how="anti"
+    )
+    rows = pl.concat([kept.select(new_rows.columns), new_rows]).sort([partition, *keys])
+    lake.write(
+        table,
+        rows,
+        predicate=in_predicate(partition, parts.to_list()),
+        partition_by=[partition],
+        metadata=versions,
+    )
+
+
+def _replace_keys(
+    lake: Lake, table: str, new_rows: pl.DataFrame, keys: pl.DataFrame, versions: dict[str, str]
+) -> pl.DataFrame:
+    """Replace the rows of ``keys`` (some may vanish) by ``new_rows`` in an unpartitioned
+    table, which is rewritten whole and sorted (these tables are small)."""
+    key_columns = KEYS[table]
+    current = lake.read(table, SCHEMAS[table])
+    kept = current.join(keys.select(key_columns), on=key_columns, how="anti").join(
+        new_rows.select(key_columns), on=key_columns, how="anti"
+    )
+    rows = pl.concat([kept, new_rows.select(SCHEMAS[table].names()).cast(SCHEMAS[table])]).sort(
+        key_columns
+    )
+    lake.write(table, rows, metadata=versions)
+    return new_rows
+
+
+def _write_versions_only(lake: Lake, table: str, versions: dict[str, str]) -> None:
+    lake.write(table, pl.DataFrame(schema=SCHEMAS[table]), predicate="false", metadata=versions)
+
+
+def _reactor_ids(messages: pl.DataFrame) -> pl.Series:
+    reactors = messages.select(pl.col("reactors").explode()).drop_nulls()
+    return (
+        reactors.unnest("reactors")["account_id"]
+        if not reactors.is_empty()
+        else pl.Series([], dtype=pl.String)
+    )
+
+
+def _authors(lake: Lake, message_ids: pl.Series) -> pl.Series:
+    return lake.read(
+        "messages", MESSAGES_SCHEMA, columns=["account_id"], where=_isin("message_id", message_ids)
+    )["account_id"]
+
+
+def _referenced(
+    lake: Lake, column: str, ids: pl.Series, event_types: list[str] | None
+) -> pl.Series:
+    where = _isin(column, ids)
+    if event_types is not None:
+        where &= pl.col("event_type").is_in(event_types)
+    return read_applied_events(lake, where)[column].unique()
+
+
+def _account_rows(lake: Lake, ids: pl.Series) -> pl.DataFrame:
+    """``accounts`` rows for ``ids``, from complete inputs for those accounts only."""
+    states = fold_accounts(
+        read_applied_events(
+            lake, _isin("aggregate_id", ids) & (pl.col("aggregate_type") == "account")
+        )
+    )
+    referenced = _referenced(lake, "account_id", ids, None)
+    messages = lake.read(
+        "messages",
+        MESSAGES_SCHEMA,
+        where=_isin("account_id", ids)
+        | pl.col("reactors")
+        .list.eval(pl.element().struct.field("account_id").is_in(ids.implode()))
+        .list.any(),
+    )
+    threads = lake.read(
+        "threads", THREADS_SCHEMA, where=_isin("root_message_id", messages["message_id"])
+    )
+    return build_accounts(states, referenced, messages, threads).filter(_isin("account_id", ids))
+
+
+def _room_rows(lake: Lake, ids: pl.Series) -> pl.DataFrame:
+    """``rooms`` rows for ``ids``, from complete inputs for those rooms only."""
+    states = fold_rooms(
+        read_applied_events(lake, _isin("aggregate_id", ids) & (pl.col("aggregate_type") == "room"))
+    )
+    referenced = _referenced(lake, "room_id", ids, ["MessageCreated", "ReadMarkerMoved"])
+    messages = lake.read("messages", MESSAGES_SCHEMA, where=_isin("room_id", ids))
+    return build_rooms(states, referenced, messages)
+
+
+def _activity_days() -> pl.Expr:
+    """The UTC days of a message's activities (decision 13), as a list."""
+    return pl.concat_list(
+        pl.col("created_at").dt.date(),
+        pl.col("deleted_at").dt.date(),
+        pl.col("edit_times").list.eval(pl.element().dt.date()),
+        pl.col("reaction_adds").list.eval(pl.element().struct.field("at").dt.date()),
+    )
+
+
+def _refresh_platform_days(
+    lake: Lake, rewritten: pl.DataFrame, threads: pl.DataFrame, versions: dict[str, str]
+) -> pl.DataFrame:
+    """Recount the (platform, day) rows that rewritten messages or threads fall on."""
+    roots = lake.read(
+        "messages", MESSAGES_SCHEMA, where=_isin("message_id", threads["root_message_id"])
+    )
+    keys = (
+        pl.concat([rewritten, roots])
+        .select("platform", day=_activity_days())
+        .explode("day")
+        .drop_nulls("day")
+        .unique()
+    )
+    if keys.is_empty():
+        return _replace_keys(
+            lake, "platform_daily", pl.DataFrame(schema=PLATFORM_DAILY_SCHEMA), keys, versions
+        )
+    days = keys["day"].unique()
+    active = lake.read(
+        "messages",
+        MESSAGES_SCHEMA,
+        where=_isin("platform", keys["platform"])
+        & _activity_days().list.eval(pl.element().is_in(days.implode())).list.any(),
+    )
+    day_threads = lake.read(
+        "threads", THREADS_SCHEMA, where=_isin("root_message_id", active["message_id"])
+    )
+    rows = build_platform_daily(active, day_threads).join(keys, on=["platform", "day"], how="semi")
+    return _replace_keys(lake, "platform_daily", rows, keys, versions)
+
+
+def _refresh_snapshots(lake: Lake, changed: pl.DataFrame, versions: dict[str, str]) -> pl.DataFrame:
+    """Recompute the changed aggregates' snapshots from their earliest changed day on
+    (earlier snapshots only depend on earlier days, which did not change)."""
+    since = changed.group_by("aggregate_type", "aggregate_id").agg(since=pl.col("day").min())
+    events = read_applied_events(lake, _isin("aggregate_id", since["aggregate_id"]))
+    fresh = build_snapshots(events).join(since, on=["aggregate_type", "aggregate_id"])
+    fresh = with_snapshot_month(fresh.filter(pl.col("as_of_day") >= pl.col("since")).drop("since"))
+    _upsert_partitions(lake, SNAPSHOTS, fresh, _stale_snapshots(lake, since), versions)
+    return fresh
+
+
+def _stale_snapshots(lake: Lake, since: pl.DataFrame) -> pl.DataFrame:
+    stored = lake.scan(SNAPSHOTS, SCHEMAS[SNAPSHOTS])
+    return (
+        stored.filter(_isin("aggregate_id", since["aggregate_id"]))
+        .select("aggregate_type", "aggregate_id", "as_of_day", "as_of_month")
+        .collect()
+        .join(since, on=["aggregate_type", "aggregate_id"])
+        .filter(pl.col("as_of_day") >= pl.col("since"))
+        .drop("since")
+    )
+
+
+def read_projections(lake: Lake, version: int | str | None = None) -> dict[str, pl.DataFrame]:
+    """Every projection table, sorted by its key (optionally as of a Delta version/time)."""
+    return {
+        name: lake.scan(name, SCHEMAS[name], version=version).collect().sort(KEYS[name])
+        for name in PROJECTIONS
+    }

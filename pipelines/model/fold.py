@@ -40,12 +40,12 @@ MESSAGE_STATE_SCHEMA = pl.Schema(
         "deleted": pl.Boolean(),
         "deleted_at": TIME,
         "delete_reason": pl.String(),
-        "edit_count": pl.UInt32(),
+        "edit_count": pl.Int64(),
         "last_edited_at": TIME,
         "edit_times": pl.List(TIME),
         "reactions_current": pl.List(REACTION),
         "reaction_adds": pl.List(REACTION_ADD),
-        "ignored_events": pl.UInt32(),
+        "ignored_events": pl.Int64(),
     }
 )
 
@@ -160,7 +160,7 @@ def fold_messages(events: pl.DataFrame, keys: tuple[str, ...] = ()) -> pl.DataFr
         effective.filter(pl.col("event_type") == "MessageEdited")
         .group_by(by)
         .agg(
-            edit_count=pl.len().cast(pl.UInt32),
+            edit_count=pl.len().cast(pl.Int64),
             edited_cid=pl.col("content_cid").last(),
             last_edited_at=pl.col("edited_at").last(),
             edit_times=pl.col("edited_at"),
@@ -194,7 +194,7 @@ def fold_messages(events: pl.DataFrame, keys: tuple[str, ...] = ()) -> pl.DataFr
             ),
             # orphans, second creations and events after the deletion
             ignored_events=(pl.col("considered") - 1 - pl.col("applied").fill_null(0)).cast(
-                pl.UInt32
+                pl.Int64
             ),
         )
     )

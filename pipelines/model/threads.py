@@ -20,9 +20,9 @@ THREADS_SCHEMA = pl.Schema(
         "room_id": pl.String(),
         "platform": pl.String(),
         "root_message_id": pl.String(),
-        "message_count": pl.UInt32(),
-        "total_message_count": pl.UInt32(),
-        "participant_count": pl.UInt32(),
+        "message_count": pl.Int64(),
+        "total_message_count": pl.Int64(),
+        "participant_count": pl.Int64(),
         "first_at": TIME,
         "last_at": TIME,
         "last_message_id": pl.String(),
@@ -32,18 +32,24 @@ THREADS_SCHEMA = pl.Schema(
 )
 
 
-def resolve_threads(links: pl.DataFrame) -> pl.DataFrame:
+def resolve_threads(links: pl.DataFrame, settled: pl.DataFrame | None = None) -> pl.DataFrame:
     """``message_id, thread_id, depth`` for every message of ``links``.
 
-    ``links`` has ``message_id, explicit_thread_id, reply_to`` for *every* existing
-    message (a parent outside it counts as missing). ``depth`` is the number of reply
-    hops to the thread's root within the thread (0 for a root; a cycle is cut at its
-    smallest id).
+    ``links`` has ``message_id, explicit_thread_id, reply_to``. ``settled`` optionally
+    has ``message_id, thread_id, depth`` of other existing messages whose thread is
+    already known and cannot change (none of their ancestors is in ``links``); a
+    parent in neither frame is missing. ``depth`` counts reply hops to the thread's
+    root within the thread (0 for a root; a cycle is cut at its smallest id).
     """
     ids = links["message_id"].to_list()
     explicit = dict(zip(ids, links["explicit_thread_id"].to_list(), strict=True))
     parent_of = dict(zip(ids, links["reply_to"].to_list(), strict=True))
     thread: dict[str, str] = {}
+    depth: dict[str, int] = {}
+    if settled is not None and not settled.is_empty():
+        known = settled["message_id"].to_list()
+        thread.update(zip(known, settled["thread_id"].to_list(), strict=True))
+        depth.update(zip(known, settled["depth"].to_list(), strict=True))
     for start in ids:
         if start in thread:
             continue
@@ -63,18 +69,17 @@ def resolve_threads(links: pl.DataFrame) -> pl.DataFrame:
                 on_path[node] = len(path) - 1
                 if parent is None:
                     found = node
-                elif parent not in explicit:
+                elif parent not in explicit and parent not in thread:
                     found = parent
                 else:
                     node = parent
         for member in path:
             thread[member] = found
 
-    depth: dict[str, int] = {}
     for start in ids:
         path, node = [], start
         while node not in depth:
-            parent = parent_of[node]
+            parent = parent_of.get(node)
             if (
                 parent is None
                 or parent not in thread
@@ -97,6 +102,23 @@ def resolve_threads(links: pl.DataFrame) -> pl.DataFrame:
         },
         schema={"message_id": pl.String, "thread_id": pl.String, "depth": pl.Int64},
     )
+
+
+def reply_descendants(links: pl.DataFrame, roots: pl.Series) -> pl.Series:
+    """``roots`` and every message whose thread follows one of them through ``reply_to``."""
+    children = links.filter(
+        pl.col("explicit_thread_id").is_null() & pl.col("reply_to").is_not_null()
+    )
+    found = set(roots.to_list())
+    frontier = roots
+    while not frontier.is_empty():
+        kids = children.filter(
+            pl.col("reply_to").is_in(frontier.implode())
+            & ~pl.col("message_id").is_in(pl.Series(list(found), dtype=pl.String).implode())
+        )["message_id"]
+        found.update(kids.to_list())
+        frontier = kids
+    return pl.Series("message_id", sorted(found), dtype=pl.String)
 
 
 def merkle_root(cids: list[str]) -> str | None:
@@ -137,11 +159,11 @@ def build_threads(messages: pl.DataFrame) -> pl.DataFrame:
         .select("thread_id", "room_id", "platform", root_message_id="message_id")
     )
     everything = ordered.group_by("thread_id").agg(
-        total_message_count=pl.len().cast(pl.UInt32), max_depth=pl.col("depth").max()
+        total_message_count=pl.len().cast(pl.Int64), max_depth=pl.col("depth").max()
     )
     live_stats = live.group_by("thread_id", maintain_order=True).agg(
-        message_count=pl.len().cast(pl.UInt32),
-        participant_count=pl.col("account_id").n_unique().cast(pl.UInt32),
+        message_count=pl.len().cast(pl.Int64),
+        participant_count=pl.col("account_id").n_unique().cast(pl.Int64),
         first_at=pl.col("created_at").first(),
         last_at=pl.col("created_at").last(),
         last_message_id=pl.col("message_id").last(),

@@ -12,7 +12,7 @@ from pipelines.ingest.catalog import TIME
 from pipelines.model.fold import ACCOUNT_STATE_SCHEMA, MESSAGE_STATE_SCHEMA, ROOM_STATE_SCHEMA
 
 BODY_STATUSES = ("inline", "ok", "missing", "hash_mismatch", "none")
-REACTION_COUNT = pl.Struct({"emoji": pl.String(), "count": pl.UInt32()})
+REACTION_COUNT = pl.Struct({"emoji": pl.String(), "count": pl.Int64()})
 
 MESSAGES_SCHEMA = pl.Schema(
     {
@@ -32,10 +32,10 @@ MESSAGES_SCHEMA = pl.Schema(
         "deleted": pl.Boolean(),
         "deleted_at": TIME,
         "delete_reason": pl.String(),
-        "edit_count": pl.UInt32(),
+        "edit_count": pl.Int64(),
         "last_edited_at": TIME,
         "reactions": pl.List(REACTION_COUNT),
-        "reaction_count": pl.UInt32(),
+        "reaction_count": pl.Int64(),
         "reactors": MESSAGE_STATE_SCHEMA["reactions_current"],
         "tags": MESSAGE_STATE_SCHEMA["tags"],
         "attachments": MESSAGE_STATE_SCHEMA["attachments"],
@@ -47,7 +47,7 @@ MESSAGES_SCHEMA = pl.Schema(
         "schema_version": pl.Int64(),
         "edit_times": MESSAGE_STATE_SCHEMA["edit_times"],
         "reaction_adds": MESSAGE_STATE_SCHEMA["reaction_adds"],
-        "ignored_events": pl.UInt32(),
+        "ignored_events": pl.Int64(),
         "version": pl.Int64(),
         "created_month": pl.String(),
     }
@@ -62,12 +62,12 @@ ACCOUNTS_SCHEMA = pl.Schema(
         "did": pl.String(),
         "platform": pl.String(),
         "created_at": TIME,
-        "message_count": pl.UInt32(),
-        "thread_count": pl.UInt32(),
+        "message_count": pl.Int64(),
+        "thread_count": pl.Int64(),
         "first_message_at": TIME,
         "last_message_at": TIME,
-        "reactions_given": pl.UInt32(),
-        "reactions_received": pl.UInt32(),
+        "reactions_given": pl.Int64(),
+        "reactions_received": pl.Int64(),
         "version": pl.Int64(),
     }
 )
@@ -83,9 +83,9 @@ ROOMS_SCHEMA = pl.Schema(
         "server_name": pl.String(),
         "topic": pl.String(),
         "created_at": TIME,
-        "member_count": pl.UInt32(),
+        "member_count": pl.Int64(),
         "members": pl.List(pl.String()),
-        "message_count": pl.UInt32(),
+        "message_count": pl.Int64(),
         "last_message_at": TIME,
         "version": pl.Int64(),
     }
@@ -95,12 +95,12 @@ PLATFORM_DAILY_SCHEMA = pl.Schema(
     {
         "platform": pl.String(),
         "day": pl.Date(),
-        "messages_created": pl.UInt32(),
-        "messages_edited": pl.UInt32(),
-        "messages_deleted": pl.UInt32(),
-        "reactions_added": pl.UInt32(),
-        "active_accounts": pl.UInt32(),
-        "new_threads": pl.UInt32(),
+        "messages_created": pl.Int64(),
+        "messages_edited": pl.Int64(),
+        "messages_deleted": pl.Int64(),
+        "reactions_added": pl.Int64(),
+        "active_accounts": pl.Int64(),
+        "new_threads": pl.Int64(),
     }
 )
 
@@ -108,7 +108,7 @@ UNREAD_SCHEMA = pl.Schema(
     {
         "account_id": pl.String(),
         "room_id": pl.String(),
-        "unread_count": pl.UInt32(),
+        "unread_count": pl.Int64(),
         "read_up_to": TIME,
     }
 )
@@ -162,7 +162,7 @@ def build_messages(
             .then(pl.col("file_text")),
             body_utf8_valid=pl.when(pl.col("body_status") == "ok").then(pl.col("file_utf8_valid")),
             reactions=pl.col("reactions").fill_null(pl.lit([], dtype=pl.List(REACTION_COUNT))),
-            reaction_count=pl.col("reactions_current").list.len().cast(pl.UInt32),
+            reaction_count=pl.col("reactions_current").list.len().cast(pl.Int64),
             reactors=pl.col("reactions_current"),
             created_month=pl.col("created_at").dt.strftime("%Y-%m"),
         )
