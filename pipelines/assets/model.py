@@ -3,7 +3,7 @@
 import dagster as dg
 
 from pipelines.assets.metadata import table_metadata
-from pipelines.lake.projections import SNAPSHOTS, refresh_projections
+from pipelines.lake.projections import SCHEMAS, SNAPSHOTS, refresh_projections
 from pipelines.lake.tables import CONTENT, EVENTS
 from pipelines.resources import LakehouseResource
 
@@ -43,9 +43,16 @@ DESCRIPTIONS = {
 )
 def projections(lakehouse: LakehouseResource):
     """Fold the applied events into every read model and replace the tables."""
-    refresh = refresh_projections(lakehouse.lake)
-    for name, frame in refresh.tables.items():
+    lake = lakehouse.lake
+    refresh = refresh_projections(lake)
+    for name, written in refresh.written.items():
         yield dg.MaterializeResult(
             asset_key=name,
-            metadata={**table_metadata(frame, frame.schema), **refresh.versions},
+            metadata={
+                **table_metadata(written, SCHEMAS[name], total_rows=lake.row_count(name)),
+                "rows_rewritten": written.height,
+                "refresh": "full rebuild" if refresh.full else "incremental",
+                "changed_aggregates": refresh.changed_aggregates,
+                **refresh.versions,
+            },
         )

@@ -14,6 +14,8 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
@@ -136,6 +138,13 @@ class Lake:
             partition_by=["day"],
             metadata=metadata,
         )
+
+    def row_count(self, table: str) -> int:
+        """Rows in the table's current version, from the log's file statistics (no scan)."""
+        if not self.exists(table):
+            return 0
+        actions = pa.table(DeltaTable(str(self.path(table))).get_add_actions(flatten=True))
+        return int(pa.compute.sum(actions["num_records"]).as_py() or 0)
 
     def commit_metadata(self, table: str) -> dict:
         """The custom metadata of the table's latest commit ({} if none or no table)."""
