@@ -43,8 +43,7 @@ ROW_SCHEMA = pl.Schema(
         "aggregate_id": pl.String(),
         "version": pl.Int64(),
         "recorded_at": pl.Datetime("us", "UTC"),
-        "data": pl.String(),
-        "metadata": pl.String(),
+        "line": pl.String(),
         "actor": pl.String(),
         "source": pl.String(),
         "known_type": pl.Boolean(),
@@ -81,13 +80,6 @@ def raw_text(line: bytes) -> str:
     return line[:RAW_TEXT_LIMIT].decode("utf-8", errors="replace")
 
 
-def _metadata_text(metadata: dict | None, key: str) -> str | None:
-    if metadata is None:
-        return None
-    value = metadata.get(key)
-    return value if type(value) is str else None
-
-
 def parse_event_file(content: bytes) -> ParsedFile:
     """Sort every line of a decompressed event file into rows, quarantine, blank or pending."""
     lines, terminated = split_lines(content)
@@ -95,7 +87,7 @@ def parse_event_file(content: bytes) -> ParsedFile:
     blank = pending = 0
     quarantine: list[tuple[int, str, str | None, str, str]] = []
     rows: list[tuple] = []
-    loads, dumps, JSONDecodeError = orjson.loads, orjson.dumps, orjson.JSONDecodeError
+    loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
     for number, line in enumerate(lines, 1):
         if line[-1:] == b"\r":
             line = line[:-1]
@@ -137,10 +129,9 @@ def parse_event_file(content: bytes) -> ParsedFile:
                 agg_id,
                 version,
                 recorded_at,
-                dumps(data).decode(),
-                None if meta is None else dumps(meta).decode(),
-                _metadata_text(meta, "actor"),
-                _metadata_text(meta, "source"),
+                line,
+                actor if meta is not None and type(actor := meta.get("actor")) is str else None,
+                source if meta is not None and type(source := meta.get("source")) is str else None,
                 payload is not None,
                 payload_error,
                 *(payload or _NO_PAYLOAD),
@@ -162,6 +153,10 @@ def _rows_frame(rows: list[tuple]) -> pl.DataFrame:
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in ROW_SCHEMA]
     arrays = {}
     for (name, dtype), values in zip(ROW_SCHEMA.items(), columns, strict=True):
+        if name == "line":
+            # the line's bytes, as read: valid UTF-8 (orjson parsed them), validated by the cast
+            arrays[name] = pa.array(values, type=pa.large_binary()).cast(pa.large_string())
+            continue
         if name == "recorded_at":
             dtype = pl.String()
         elif dtype == TIME:

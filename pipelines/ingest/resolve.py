@@ -16,17 +16,6 @@ import polars as pl
 
 POSITION = ["day", "file_index", "line_number"]
 KEY_COLUMNS = [*POSITION, "event_id", "aggregate_id", "version"]
-# What makes two lines with one event_id the same event (decision 7).
-CONTENT_COLUMNS = [
-    "event_type",
-    "schema_version",
-    "aggregate_type",
-    "aggregate_id",
-    "version",
-    "recorded_at",
-    "data",
-    "metadata",
-]
 
 
 def repeated_event_ids(candidates: pl.DataFrame) -> pl.Series:
@@ -35,16 +24,12 @@ def repeated_event_ids(candidates: pl.DataFrame) -> pl.Series:
 
 
 def canonical_content(rows: pl.DataFrame) -> pl.DataFrame:
-    """``POSITION`` + ``content``: a canonical text of each line's event (sorted JSON keys)."""
-
-    def canonical(row: dict) -> str:
-        event = {k: row[k] for k in CONTENT_COLUMNS}
-        event["recorded_at"] = str(event["recorded_at"])
-        event["data"] = orjson.loads(event["data"])
-        event["metadata"] = None if row["metadata"] is None else orjson.loads(row["metadata"])
-        return orjson.dumps(event, option=orjson.OPT_SORT_KEYS).decode()
-
-    content = [canonical(row) for row in rows.select(CONTENT_COLUMNS).iter_rows(named=True)]
+    """``POSITION`` + ``content``: each line's JSON value in a canonical text (decision 7:
+    key order and spacing do not matter; ``1``, ``1.0`` and ``true`` stay different)."""
+    content = [
+        orjson.dumps(orjson.loads(line), option=orjson.OPT_SORT_KEYS).decode()
+        for line in rows["line"]
+    ]
     return rows.select(POSITION).with_columns(content=pl.Series(content, dtype=pl.String))
 
 

@@ -32,8 +32,7 @@ RAW_EVENTS_SCHEMA = pl.Schema(
         "aggregate_id": pl.String(),
         "version": pl.Int64(),
         "recorded_at": UTC_US,
-        "data": pl.String(),
-        "metadata": pl.String(),
+        "line": pl.String(),  # the line as read (BOM and CR stripped): the event's JSON
     }
 )
 
@@ -44,7 +43,7 @@ EVENT_STATUSES = ("applied", "duplicate", "duplicate_conflict", "version_conflic
 
 EVENTS_SCHEMA = pl.Schema(
     {
-        **{k: v for k, v in RAW_EVENTS_SCHEMA.items() if k not in ("data", "metadata")},
+        **{k: v for k, v in RAW_EVENTS_SCHEMA.items() if k != "line"},
         "known_type": pl.Boolean(),
         "status": pl.String(),
         **PAYLOAD_SCHEMA,
