@@ -9,6 +9,7 @@ Without dates the window is every day found in the store (MESSAGE_STORE_DIR).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import date
 
@@ -16,7 +17,7 @@ import dagster as dg
 
 from pipelines.definitions import defs
 from pipelines.ingest.store import list_days
-from pipelines.resources import lakehouse_from_env
+from pipelines.resources import PROJECT_ROOT, lakehouse_from_env
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no event days under {lakehouse_from_env().store}", file=sys.stderr)
         return 1
     start, end = args.start or days[0], args.end or days[-1]
+    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
     result = defs.get_job_def("lakehouse").execute_in_process(
         instance=dg.DagsterInstance.get(),
         tags={
