@@ -20,7 +20,9 @@ from pipelines.ingest.content import CONTENT_SCHEMA
 from pipelines.lake.delta import Lake, in_predicate
 from pipelines.lake.tables import CONTENT, EVENTS, EVENTS_SCHEMA
 from pipelines.model.fold import (
+    ACCOUNT_STATE_SCHEMA,
     READ_MARKER_STATE_SCHEMA,
+    ROOM_STATE_SCHEMA,
     fold_accounts,
     fold_messages,
     fold_read_markers,
@@ -150,12 +152,15 @@ def _change_feed(lake: Lake, table: str, since: int, columns: list[str]) -> pl.D
         return None
 
 
-def _changes_since_last_refresh(lake: Lake) -> tuple[pl.DataFrame, pl.Series] | None:
-    """(changed aggregates with the recorded days of their changed lines, new body CIDs)."""
+def _changes_since_last_refresh(lake: Lake) -> tuple[pl.DataFrame, pl.Series, bool] | None:
+    """(changed aggregates with the recorded days of their changed lines, new body CIDs,
+    whether any event line was removed or rewritten rather than only added)."""
     last = _last_versions(lake)
     if last is None:
         return None
-    events = _change_feed(lake, EVENTS, last[0], ["aggregate_type", "aggregate_id", "day"])
+    events = _change_feed(
+        lake, EVENTS, last[0], ["aggregate_type", "aggregate_id", "day", "_change_type"]
+    )
     content = _change_feed(lake, CONTENT, last[1], ["cid", "kind"])
     if events is None or content is None:
         return None
@@ -167,7 +172,8 @@ def _changes_since_last_refresh(lake: Lake) -> tuple[pl.DataFrame, pl.Series] | 
         )
     )
     cids = content["cid"].unique() if not content.is_empty() else pl.Series("cid", [], pl.String)
-    return changed, cids
+    removed = not events.is_empty() and bool((events["_change_type"] != "insert").any())
+    return changed, cids, removed
 
 
 def _ids(changed: pl.DataFrame, aggregate_type: str) -> pl.Series:
@@ -179,7 +185,7 @@ def _isin(column: str, values: pl.Series) -> pl.Expr:
 
 
 def _refresh_incrementally(
-    lake: Lake, versions: dict[str, str], changed: pl.DataFrame, new_cids: pl.Series
+    lake: Lake, versions: dict[str, str], changed: pl.DataFrame, new_cids: pl.Series, removed: bool
 ) -> ProjectionRefresh:
     refresh = ProjectionRefresh(full=False, versions=versions)
     refresh.changed_aggregates = changed.select("aggregate_id").n_unique()
@@ -201,39 +207,37 @@ def _refresh_incrementally(
     )
     threads = pl.concat([old_threads, new_threads])
 
-    marker_ids = _ids(changed, "read_marker")
-    old_markers = lake.read(
-        "read_markers", READ_MARKER_STATE_SCHEMA, where=_isin("marker_id", marker_ids)
-    )
-    markers = fold_read_markers(read_applied_events(lake, _isin("aggregate_id", marker_ids)))
-    write["read_markers"] = _replace_keys(
-        lake, "read_markers", markers, marker_ids.to_frame("marker_id"), versions
-    )
-
+    # Every non-message aggregate that changed, read once.
     changed_events = read_applied_events(
         lake,
         _isin("aggregate_id", changed["aggregate_id"]) & (pl.col("aggregate_type") != "message"),
     )
+    marker_ids = _ids(changed, "read_marker")
+    old_markers = lake.read(
+        "read_markers", READ_MARKER_STATE_SCHEMA, where=_isin("marker_id", marker_ids)
+    )
+    markers = fold_read_markers(changed_events)
+    write["read_markers"] = _replace_keys(
+        lake, "read_markers", markers, marker_ids.to_frame("marker_id"), versions
+    )
+
+    new_events = pl.concat([changed_events, message_events], how="diagonal_relaxed")
     account_ids = (
         pl.concat(
             [
                 _ids(changed, "account"),
                 rewritten["account_id"],
                 _reactor_ids(rewritten),
-                changed_events["account_id"],
-                message_events["account_id"],
+                new_events["account_id"],
                 _authors(lake, threads["root_message_id"]),
             ]
         )
         .drop_nulls()
         .unique()
     )
+    accounts = _account_rows(lake, account_ids, changed, new_events, removed)
     write["accounts"] = _replace_keys(
-        lake,
-        "accounts",
-        _account_rows(lake, account_ids),
-        account_ids.to_frame("account_id"),
-        versions,
+        lake, "accounts", accounts, account_ids.to_frame("account_id"), versions
     )
     room_ids = (
         pl.concat(
@@ -248,7 +252,7 @@ def _refresh_incrementally(
         .drop_nulls()
         .unique()
     )
-    rooms = _room_rows(lake, room_ids)
+    rooms = _room_rows(lake, room_ids, changed, new_events, removed)
     write["rooms"] = _replace_keys(lake, "rooms", rooms, room_ids.to_frame("room_id"), versions)
 
     unread = build_unread(
@@ -374,23 +378,51 @@ def _authors(lake: Lake, message_ids: pl.Series) -> pl.Series:
     )["account_id"]
 
 
-def _referenced(
-    lake: Lake, column: str, ids: pl.Series, event_types: list[str] | None
-) -> pl.Series:
-    where = _isin(column, ids)
-    if event_types is not None:
-        where &= pl.col("event_type").is_in(event_types)
-    return read_applied_events(lake, where)[column].unique()
-
-
-def _account_rows(lake: Lake, ids: pl.Series) -> pl.DataFrame:
-    """``accounts`` rows for ``ids``, from complete inputs for those accounts only."""
-    states = fold_accounts(
-        read_applied_events(
-            lake, _isin("aggregate_id", ids) & (pl.col("aggregate_type") == "account")
-        )
+def _states(
+    lake: Lake,
+    kind: str,
+    ids: pl.Series,
+    changed: pl.DataFrame,
+    new_events: pl.DataFrame,
+    fold,
+    schema: pl.Schema,
+) -> pl.DataFrame:
+    """States of ``ids``: refolded where the aggregate changed, else as stored in its table."""
+    table, key = f"{kind}s", f"{kind}_id"
+    refolded = fold(new_events.filter(pl.col("aggregate_type") == kind))
+    stored = (
+        lake.read(table, SCHEMAS[table], where=_isin(key, ids) & pl.col("version").is_not_null())
+        .filter(~_isin(key, _ids(changed, kind)))
+        .rename({"known": "created"})
+        .select(schema.names())
     )
-    referenced = _referenced(lake, "account_id", ids, None)
+    return pl.concat([refolded.select(schema.names()), stored.cast(schema)]).sort(key)
+
+
+def _referenced(
+    lake: Lake,
+    column: str,
+    ids: pl.Series,
+    event_types: list[str] | None,
+    new_events: pl.DataFrame,
+    removed: bool,
+) -> pl.Series:
+    """Which of ``ids`` some applied event refers to. When lines were only added, that is
+    the ids already referenced (a row without state) plus those the new events name."""
+    chosen = pl.col("event_type").is_in(event_types) if event_types else pl.lit(True)
+    if removed:
+        return read_applied_events(lake, _isin(column, ids) & chosen)[column].unique()
+    table = "accounts" if column == "account_id" else "rooms"
+    before = lake.read(table, SCHEMAS[table], columns=[column], where=_isin(column, ids))
+    return pl.concat([before[column], new_events.filter(chosen)[column]]).drop_nulls().unique()
+
+
+def _account_rows(
+    lake: Lake, ids: pl.Series, changed: pl.DataFrame, new_events: pl.DataFrame, removed: bool
+) -> pl.DataFrame:
+    """``accounts`` rows for ``ids``, from complete inputs for those accounts only."""
+    states = _states(lake, "account", ids, changed, new_events, fold_accounts, ACCOUNT_STATE_SCHEMA)
+    referenced = _referenced(lake, "account_id", ids, None, new_events, removed)
     messages = lake.read(
         "messages",
         MESSAGES_SCHEMA,
@@ -405,12 +437,14 @@ def _account_rows(lake: Lake, ids: pl.Series) -> pl.DataFrame:
     return build_accounts(states, referenced, messages, threads).filter(_isin("account_id", ids))
 
 
-def _room_rows(lake: Lake, ids: pl.Series) -> pl.DataFrame:
+def _room_rows(
+    lake: Lake, ids: pl.Series, changed: pl.DataFrame, new_events: pl.DataFrame, removed: bool
+) -> pl.DataFrame:
     """``rooms`` rows for ``ids``, from complete inputs for those rooms only."""
-    states = fold_rooms(
-        read_applied_events(lake, _isin("aggregate_id", ids) & (pl.col("aggregate_type") == "room"))
+    states = _states(lake, "room", ids, changed, new_events, fold_rooms, ROOM_STATE_SCHEMA)
+    referenced = _referenced(
+        lake, "room_id", ids, ["MessageCreated", "ReadMarkerMoved"], new_events, removed
     )
-    referenced = _referenced(lake, "room_id", ids, ["MessageCreated", "ReadMarkerMoved"])
     messages = lake.read("messages", MESSAGES_SCHEMA, where=_isin("room_id", ids))
     return build_rooms(states, referenced, messages)
 
