@@ -34,7 +34,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.ingest.cid import cid_from_digest, decode_cid, is_cid
+from pipelines.ingest.cid import InvalidCid, cid_from_digest, decode_cid, is_cid
 
 CONTENT_SCHEMA = pl.Schema(
     {
@@ -241,8 +241,8 @@ def _read(dir_fd: int, name: str, stream: bool) -> tuple[int, bytes, bytes]:
                 hasher.update(chunk)
                 size += len(chunk)
             return size, hasher.digest(), b""
-        data = os.read(fd, info.st_size + 1)  # one read; a short read means end of file
-        if len(data) > info.st_size:  # the file grew since fstat: read to the end
+        data = os.read(fd, info.st_size + 1)  # one read: the whole file, then end of file
+        if len(data) != info.st_size:  # grew or shrank since fstat, or a capped read (2 GiB)
             data += b"".join(_read_rest(fd))
         return len(data), _sha256(data).digest(), data
     finally:
@@ -303,18 +303,17 @@ def _link_report(root: str, relative: str) -> tuple[str, str, str]:
 
 
 def _name_problem(name: str, suffix: str) -> str:
-    if not suffix:
-        stem = name.split(".", 1)[0]
-        if stem != name and is_cid(stem):
-            return "blobs/ names are a bare CID, without an extension"
-        return "not a CID (bafkrei..., base32 lower, 59 characters)"
-    if not name.endswith(suffix):
+    """Why ``name`` is not ``<cid><suffix>`` (only called for names that are not)."""
+    if suffix and not name.endswith(suffix):
         return f"by-cid/ names are <cid>{suffix}"
+    stem = name[: -len(suffix)] if suffix else name
+    if not suffix and "." in name and is_cid(name.split(".", 1)[0]):
+        return "blobs/ names are a bare CID, without an extension"
     try:
-        decode_cid(name[: -len(suffix)])
-    except ValueError as error:
+        decode_cid(stem)
+    except InvalidCid as error:
         return str(error)
-    raise AssertionError("unreachable: the name is a valid CID")  # pragma: no cover
+    raise AssertionError(f"{name!r} is a valid name")  # pragma: no cover
 
 
 def _file_type(mode: int) -> str:
