@@ -32,8 +32,8 @@ from pipelines.ingest.envelope import (
 
 RAW_TEXT_LIMIT = 1 << 16
 
-# Columns of ParsedFile.rows, in order.
-ROW_SCHEMA = pl.Schema(
+# What raw_events keeps of a line: its number, its envelope and the line itself.
+LINE_SCHEMA = pl.Schema(
     {
         "line_number": pl.Int64(),
         "event_id": pl.String(),
@@ -44,6 +44,12 @@ ROW_SCHEMA = pl.Schema(
         "version": pl.Int64(),
         "recorded_at": pl.Datetime("us", "UTC"),
         "line": pl.String(),
+    }
+)
+# Columns of ParsedFile.rows, in order: the line, metadata fields, typed payload.
+ROW_SCHEMA = pl.Schema(
+    {
+        **LINE_SCHEMA,
         "actor": pl.String(),
         "source": pl.String(),
         "known_type": pl.Boolean(),

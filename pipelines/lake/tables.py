@@ -9,6 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from pipelines.ingest.catalog import PAYLOAD_SCHEMA
+from pipelines.ingest.parse import LINE_SCHEMA
 
 UTC_US = pl.Datetime("us", "UTC")
 
@@ -19,20 +20,14 @@ INDEX_REPORT = "index_report"
 CONFLICTS = "conflicts"
 CONTENT = "content"
 
+# Where a line was read: the recorded day, the file's place in that day's reading
+# order, the file, then the line's own columns (the envelope and the line itself).
 RAW_EVENTS_SCHEMA = pl.Schema(
     {
         "day": pl.Date(),
         "file_index": pl.Int32(),
         "source_file": pl.String(),
-        "line_number": pl.Int64(),
-        "event_id": pl.String(),
-        "event_type": pl.String(),
-        "schema_version": pl.Int64(),
-        "aggregate_type": pl.String(),
-        "aggregate_id": pl.String(),
-        "version": pl.Int64(),
-        "recorded_at": UTC_US,
-        "line": pl.String(),  # the line as read (BOM and CR stripped): the event's JSON
+        **LINE_SCHEMA,
     }
 )
 
