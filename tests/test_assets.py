@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import dagster as dg
 import polars as pl
-
 from conftest import DAY0, created
+
 from pipelines.assets import ingest, model
 from pipelines.resources import LakehouseResource
 

@@ -190,7 +190,7 @@ def reference(events: list[dict], texts: dict[str, str]) -> dict:
         if e["event_type"] in ("MemberJoined", "MemberLeft"):
             members[e["data"]["account_id"]] = e["event_type"] == "MemberJoined"
     markers = {}
-    for (kind, marker), evs in by_aggregate.items():
+    for (kind, _), evs in by_aggregate.items():
         if kind == "read_marker":
             last = max(evs, key=lambda e: e["version"])["data"]
             markers[last["account_id"]] = last["read_up_to"]

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, time
 from pathlib import Path
 
 import polars as pl
-from hypothesis import HealthCheck, given, settings
-
 from conftest import StoreWriter
+from hypothesis import HealthCheck, given, settings
+from test_property import build_events, history, scatter
+
 from pipelines.ingest.load import load_content, load_event_days
 from pipelines.ingest.store import list_days
 from pipelines.lake.delta import Lake
@@ -22,7 +23,6 @@ from pipelines.query.state import (
     recorded_up_to,
     table_as_of,
 )
-from test_property import build_events, history, scatter
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -215,7 +215,7 @@ def build_accounts(
         .join(given, on="account_id", how="left")
         .join(started, on="account_id", how="left")
         .with_columns(
-            known=pl.col("created").fill_null(False), *(pl.col(c).fill_null(0) for c in zero)
+            *(pl.col(c).fill_null(0) for c in zero), known=pl.col("created").fill_null(False)
         )
         .select(ACCOUNTS_SCHEMA.names())
         .cast(ACCOUNTS_SCHEMA)
