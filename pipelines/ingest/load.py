@@ -12,6 +12,8 @@ the tables never depend on the order in which days were ingested.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -60,8 +62,32 @@ class EventLoad:
     events_head: pl.DataFrame | None = None
 
 
+class _BackgroundWrites:
+    """Delta writes on one background thread, in submission order (delta-rs releases the
+    GIL, so parsing and resolving the next group overlap with writing this one)."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delta-write")
+        self._pending: list[Future] = []
+
+    def submit(self, write: Callable[..., object], *args: object, **kwargs: object) -> None:
+        self._pending.append(self._pool.submit(write, *args, **kwargs))
+
+    def wait(self) -> None:
+        """Block until every submitted write is committed; re-raise the first failure."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def load_event_days(
-    lake: Lake, store: Path, days: list[date], max_rows: int = 250_000
+    lake: Lake, store: Path, days: list[date], max_rows: int = 150_000
 ) -> EventLoad:
     """Ingest the event files of ``days`` (a window) into the lake; see the module doc.
 
@@ -80,38 +106,52 @@ def load_event_days(
     load = EventLoad(days=days, counts=Counter(), statuses={}, conflicts=0)
     statuses = None
     unwritten = set(days)
-    for group, batch in iter_day_batches(store, days, max_rows=max_rows):
-        unwritten -= set(group)
-        raw = batch.rows.select(RAW_EVENTS_SCHEMA.names()).sort(LINE_ORDER)
-        lake.replace_days(RAW_EVENTS, raw, group)
-        lake.write(
-            QUARANTINE,
-            batch.quarantine.sort("day", "source_file", "line_number", nulls_last=True),
-            predicate=f"{in_predicate('day', group)} AND {in_predicate('stage', EVENT_STAGES)}",
-        )
-        lake.replace_days(INDEX_REPORT, batch.index_report.sort(INDEX_REPORT_SCHEMA.names()), group)
+    writes = _BackgroundWrites()
+    try:
+        for group, batch in iter_day_batches(store, days, max_rows=max_rows):
+            unwritten -= set(group)
+            raw = batch.rows.select(RAW_EVENTS_SCHEMA.names()).sort(LINE_ORDER)
+            writes.submit(lake.replace_days, RAW_EVENTS, raw, group)
+            writes.submit(
+                lake.write,
+                QUARANTINE,
+                batch.quarantine.sort("day", "source_file", "line_number", nulls_last=True),
+                predicate=f"{in_predicate('day', group)} AND {in_predicate('stage', EVENT_STAGES)}",
+            )
+            report = batch.index_report.sort(INDEX_REPORT_SCHEMA.names())
+            writes.submit(lake.replace_days, INDEX_REPORT, report, group)
 
-        window = batch.rows.filter(pl.col("payload_error").is_null())
-        candidates = pl.concat([candidates, window.select(*KEY_COLUMNS, "source_file")])
-        contents = _contents(lake, window, candidates, sorted(unwritten | set(group)))
-        statuses = resolve_event_status(candidates, contents)
-        events = (
-            window.join(statuses.select(*POSITION, "status"), on=POSITION, how="left")
-            .select(EVENTS_SCHEMA.names())
-            .sort(LINE_ORDER)
-        )
-        lake.replace_days(EVENTS, events, group)
-        conflicts = conflict_rows(statuses, candidates).filter(pl.col("day").is_in(group))
-        lake.write(CONFLICTS, conflicts, predicate=in_predicate("day", group), partition_by=["day"])
+            window = batch.rows.filter(pl.col("payload_error").is_null())
+            candidates = pl.concat([candidates, window.select(*KEY_COLUMNS, "source_file")])
+            contents = _contents(
+                lake, window, candidates, sorted(unwritten | set(group)), writes.wait
+            )
+            statuses = resolve_event_status(candidates, contents)
+            events = (
+                window.join(statuses.select(*POSITION, "status"), on=POSITION, how="left")
+                .select(EVENTS_SCHEMA.names())
+                .sort(LINE_ORDER)
+            )
+            writes.submit(lake.replace_days, EVENTS, events, group)
+            conflicts = conflict_rows(statuses, candidates).filter(pl.col("day").is_in(group))
+            writes.submit(
+                lake.write,
+                CONFLICTS,
+                conflicts,
+                predicate=in_predicate("day", group),
+                partition_by=["day"],
+            )
 
-        load.counts.update(batch.counts)
-        for status, n in events.group_by("status").len().iter_rows():
-            load.statuses[status] = load.statuses.get(status, 0) + n
-        load.conflicts += conflicts.height
-        load.raw_rows += raw.height
-        load.event_rows += events.height
-        if load.raw_head is None or load.raw_head.is_empty():
-            load.raw_head, load.events_head = raw.head(5), events.head(5)
+            load.counts.update(batch.counts)
+            for status, n in events.group_by("status").len().iter_rows():
+                load.statuses[status] = load.statuses.get(status, 0) + n
+            load.conflicts += conflicts.height
+            load.raw_rows += raw.height
+            load.event_rows += events.height
+            if load.raw_head is None or load.raw_head.is_empty():
+                load.raw_head, load.events_head = raw.head(5), events.head(5)
+    finally:
+        writes.close()
 
     if statuses is not None:
         changed = _rewrite_changed_statuses(lake, history, statuses)
@@ -125,15 +165,21 @@ def load_event_days(
 
 
 def _contents(
-    lake: Lake, window: pl.DataFrame, candidates: pl.DataFrame, skip_days: list[date]
+    lake: Lake,
+    window: pl.DataFrame,
+    candidates: pl.DataFrame,
+    skip_days: list[date],
+    flush: Callable[[], None],
 ) -> pl.DataFrame:
     """Canonical content of every line whose event_id repeats: from the rows in hand, or
-    from ``raw_events`` for the other days (``skip_days`` are not, or not yet, written)."""
+    from ``raw_events`` for the other days (``skip_days`` are not, or not yet, written).
+    ``flush`` makes earlier groups' writes visible before ``raw_events`` is read."""
     repeated = repeated_event_ids(candidates)
     if repeated.is_empty():
         return pl.DataFrame(
             schema={**{c: EVENTS_SCHEMA[c] for c in POSITION}, "content": pl.String}
         )
+    flush()
     in_window = window.filter(pl.col("event_id").is_in(repeated.implode()))
     stored = lake.read(
         RAW_EVENTS,
