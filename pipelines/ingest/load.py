@@ -29,6 +29,7 @@ from pipelines.ingest.resolve import (
     conflict_rows,
     repeated_event_ids,
     resolve_event_status,
+    status_of,
 )
 from pipelines.lake.delta import Lake, in_predicate
 from pipelines.lake.tables import (
@@ -127,11 +128,7 @@ def load_event_days(
                 lake, window, candidates, sorted(unwritten | set(group)), writes.wait
             )
             statuses = resolve_event_status(candidates, contents)
-            events = (
-                window.join(statuses.select(*POSITION, "status"), on=POSITION, how="left")
-                .select(EVENTS_SCHEMA.names())
-                .sort(LINE_ORDER)
-            )
+            events = status_of(window, statuses).select(EVENTS_SCHEMA.names()).sort(LINE_ORDER)
             writes.submit(lake.replace_days, EVENTS, events, group)
             conflicts = conflict_rows(statuses, candidates).filter(pl.col("day").is_in(group))
             writes.submit(
@@ -194,18 +191,17 @@ def _rewrite_changed_statuses(
     lake: Lake, history: pl.DataFrame, statuses: pl.DataFrame
 ) -> list[date]:
     """Rewrite the ``events`` partitions of other days whose statuses changed; return them."""
-    changed = history.join(
-        statuses.select(*POSITION, new_status="status"), on=POSITION, how="left"
-    ).filter(pl.col("status") != pl.col("new_status"))
+    changed = (
+        history.join(statuses.select(*POSITION, new_status="status"), on=POSITION, how="left")
+        .with_columns(pl.col("new_status").fill_null("applied"))
+        .filter(pl.col("status") != pl.col("new_status"))
+    )
     days = sorted(changed["day"].unique().to_list())
     if not days:
         return []
     stored = lake.read(EVENTS, EVENTS_SCHEMA, where=pl.col("day").is_in(days))
     updated = (
-        stored.drop("status")
-        .join(statuses.select(*POSITION, "status"), on=POSITION, how="left")
-        .select(EVENTS_SCHEMA.names())
-        .sort(LINE_ORDER)
+        status_of(stored.drop("status"), statuses).select(EVENTS_SCHEMA.names()).sort(LINE_ORDER)
     )
     lake.replace_days(EVENTS, updated, days)
     return days

@@ -38,21 +38,24 @@ def resolve_event_status(candidates: pl.DataFrame, contents: pl.DataFrame) -> pl
 
     ``candidates`` has ``KEY_COLUMNS`` for every event line (payload-valid) of every day.
     ``contents`` has ``POSITION`` + ``content`` for at least the lines whose event_id repeats.
-    Returns ``KEY_COLUMNS`` + ``status`` + ``winner_day``, ``winner_file_index``,
-    ``winner_line_number`` (the line that won this line's id or version slot; null when
-    the line itself is applied), sorted by position.
+    Returns, for the lines that share their event_id or their (aggregate_id, version)
+    slot with another line, ``KEY_COLUMNS`` + ``status`` + ``winner_day``,
+    ``winner_file_index``, ``winner_line_number`` (the line that won this line's id or
+    slot; null when the line itself is applied), sorted by position. **Every line not in
+    the result is applied**: it shares nothing, so nothing comes before it.
     """
     keys = candidates.select(KEY_COLUMNS)
-    # Lines that share neither their id nor their slot with another line are applied;
-    # only the (rare) others need ordering.
     shared = keys.select(
         pl.col("event_id").is_duplicated() | pl.struct("aggregate_id", "version").is_duplicated()
     ).to_series()
-    alone = keys.filter(~shared).with_columns(
-        status=pl.lit("applied"),
-        **{f"winner_{c}": pl.lit(None, dtype=keys.schema[c]) for c in POSITION},
+    return _resolve_shared(keys.filter(shared), contents).sort(POSITION)
+
+
+def status_of(rows: pl.DataFrame, statuses: pl.DataFrame) -> pl.DataFrame:
+    """Join helper: ``rows`` with a ``status`` column taken from ``statuses`` (default applied)."""
+    return rows.join(statuses.select(*POSITION, "status"), on=POSITION, how="left").with_columns(
+        pl.col("status").fill_null("applied")
     )
-    return pl.concat([alone, _resolve_shared(keys.filter(shared), contents)]).sort(POSITION)
 
 
 def _resolve_shared(keys: pl.DataFrame, contents: pl.DataFrame) -> pl.DataFrame:

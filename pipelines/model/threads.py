@@ -105,10 +105,9 @@ def resolve_threads(links: pl.DataFrame, settled: pl.DataFrame | None = None) ->
 
 
 def reply_descendants(links: pl.DataFrame, roots: pl.Series) -> pl.Series:
-    """``roots`` and every message whose thread follows one of them through ``reply_to``."""
-    children = links.filter(
-        pl.col("explicit_thread_id").is_null() & pl.col("reply_to").is_not_null()
-    )
+    """``roots`` and every message below one of them through ``reply_to``: their thread
+    (unless given explicitly) and their depth follow from the roots'."""
+    children = links.filter(pl.col("reply_to").is_not_null())
     found = set(roots.to_list())
     frontier = roots
     while not frontier.is_empty():
