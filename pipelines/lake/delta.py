@@ -39,8 +39,14 @@ def in_predicate(column: str, values: Iterable[object]) -> str:
 class Lake:
     """The Delta tables under one root directory, addressed by table name."""
 
-    def __init__(self, root: Path | str):
+    def __init__(self, root: Path | str, pins: dict[str, int] | None = None):
         self.root = Path(root)
+        self.pins = pins or {}
+
+    def pinned(self, versions: dict[str, int | None]) -> Lake:
+        """The same lake, but reads of the named tables see the given versions (a
+        consistent snapshot while other runs may commit); writes are unaffected."""
+        return Lake(self.root, {t: v for t, v in versions.items() if v is not None})
 
     def path(self, table: str) -> Path:
         return self.root / table
@@ -69,6 +75,7 @@ class Lake:
             if schema is None:
                 raise FileNotFoundError(f"no Delta table {table!r} under {self.root}")
             return pl.LazyFrame(schema=schema)
+        version = self.pins.get(table) if version is None else version
         if version is None:
             return pl.scan_delta(str(self.path(table)))
         return pl.scan_delta(str(self.path(table)), version=version)

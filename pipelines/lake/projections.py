@@ -106,10 +106,9 @@ def with_snapshot_month(snapshots: pl.DataFrame) -> pl.DataFrame:
 
 def refresh_projections(lake: Lake, full: bool = False) -> ProjectionRefresh:
     """Bring every projection up to date; incrementally when the last refresh is known."""
-    versions = {
-        "events_version": str(lake.version(EVENTS)),
-        "content_version": str(lake.version(CONTENT)),
-    }
+    pins = {EVENTS: lake.version(EVENTS), CONTENT: lake.version(CONTENT)}
+    lake = lake.pinned(pins)  # a concurrent ingest must not slip in between versions and reads
+    versions = {"events_version": str(pins[EVENTS]), "content_version": str(pins[CONTENT])}
     changes = None if full else _changes_since_last_refresh(lake)
     if changes is None:
         return _rebuild(lake, versions)
@@ -142,11 +141,13 @@ def _last_versions(lake: Lake) -> tuple[int, int] | None:
 
 def _change_feed(lake: Lake, table: str, since: int, columns: list[str]) -> pl.DataFrame | None:
     """Rows inserted or deleted in ``table`` after version ``since`` (None if unreadable)."""
-    current = lake.version(table)
+    current = lake.pins.get(table, lake.version(table))
     if current is None or current <= since:
         return pl.DataFrame()
     try:
-        reader = lake.table(table).load_cdf(starting_version=since + 1, columns=columns)
+        reader = lake.table(table).load_cdf(
+            starting_version=since + 1, ending_version=current, columns=columns
+        )
         return pl.from_arrow(pa.table(reader.read_all()))
     except DeltaError:
         return None
