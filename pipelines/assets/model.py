@@ -3,6 +3,7 @@
 import dagster as dg
 
 from pipelines.assets.metadata import table_metadata
+from pipelines.assets.plots import platform_activity_metadata
 from pipelines.lake.projections import SCHEMAS, SNAPSHOTS, refresh_projections
 from pipelines.lake.tables import CONTENT, EVENTS
 from pipelines.resources import LakehouseResource
@@ -54,5 +55,6 @@ def projections(lakehouse: LakehouseResource):
                 "refresh": "full rebuild" if refresh.full else "incremental",
                 "changed_aggregates": refresh.changed_aggregates,
                 **refresh.versions,
+                **(platform_activity_metadata(lake) if name == "platform_daily" else {}),
             },
         )
