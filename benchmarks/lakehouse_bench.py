@@ -25,6 +25,13 @@ import time
 from pathlib import Path
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and its finished children (pool workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _peak_mb() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -144,6 +151,7 @@ def main() -> None:
     if args.phase:
         result = PHASES[args.phase](args)
         result["peak_mb"] = _peak_mb()
+        result["cpu_seconds"] = _cpu_seconds()
         print(json.dumps(result))
         return
 
@@ -172,7 +180,7 @@ def main() -> None:
                 )
             print(
                 f"{name:<10} {r['seconds']:8.2f} s  {r['rows']:>9} rows  {rate:>10,.0f} rows/s  "
-                f"peak {r['peak_mb']:7.0f} MB{extra}"
+                f"cpu {r['cpu_seconds']:7.1f} s  peak {r['peak_mb']:7.0f} MB{extra}"
             )
     if "ndjson" in results and "ingest" in results:
         limit, ours = results["ndjson"], results["ingest"]

@@ -34,6 +34,9 @@ from pipelines.lake.tables import INDEX_REPORT_SCHEMA, QUARANTINE_SCHEMA
 
 # Below this many days a pool costs more to start than it saves.
 _POOL_MIN_DAYS = 8
+# Days parsed ahead of the writer: enough to keep the workers busy while a group is
+# resolved and committed, few enough to keep memory near one group.
+_AHEAD_DAYS = 32
 
 
 ROWS_SCHEMA = pl.Schema(
@@ -161,7 +164,7 @@ def iter_day_batches(
         pool = None
     else:
         pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
-        results = _bounded_map(pool, [(store, d) for d in days], ahead=2 * workers)
+        results = _bounded_map(pool, [(store, d) for d in days], ahead=_AHEAD_DAYS)
     try:
         group_days: list[date] = []
         group: list[DayBatch] = []
