@@ -32,10 +32,11 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def _peak_mb() -> float:
+def _peak_mb() -> tuple[float, float]:
+    """Peak resident memory of this process and of its largest child (pool worker), MB."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) / 1024
+    return own / 1024, children / 1024
 
 
 def phase_ndjson(store: Path) -> dict:
@@ -150,7 +151,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.phase:
         result = PHASES[args.phase](args)
-        result["peak_mb"] = _peak_mb()
+        result["peak_mb"], result["worker_peak_mb"] = _peak_mb()
         result["cpu_seconds"] = _cpu_seconds()
         print(json.dumps(result))
         return
@@ -180,7 +181,8 @@ def main() -> None:
                 )
             print(
                 f"{name:<10} {r['seconds']:8.2f} s  {r['rows']:>9} rows  {rate:>10,.0f} rows/s  "
-                f"cpu {r['cpu_seconds']:7.1f} s  peak {r['peak_mb']:7.0f} MB{extra}"
+                f"cpu {r['cpu_seconds']:7.1f} s  peak {r['peak_mb']:6.0f} MB "
+                f"(worker {r['worker_peak_mb']:5.0f} MB){extra}"
             )
     if "ndjson" in results and "ingest" in results:
         limit, ours = results["ndjson"], results["ingest"]

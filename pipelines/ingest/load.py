@@ -63,6 +63,10 @@ class EventLoad:
     events_head: pl.DataFrame | None = None
 
 
+# About two groups' writes: enough to overlap commits with parsing, bounded in memory.
+_MAX_QUEUED_WRITES = 10
+
+
 class _BackgroundWrites:
     """Delta writes on one background thread, in submission order (delta-rs releases the
     GIL, so parsing and resolving the next group overlap with writing this one)."""
@@ -72,6 +76,9 @@ class _BackgroundWrites:
         self._pending: list[Future] = []
 
     def submit(self, write: Callable[..., object], *args: object, **kwargs: object) -> None:
+        """Queue a write; with too many queued, first wait for the oldest (memory bound)."""
+        while len(self._pending) >= _MAX_QUEUED_WRITES:
+            self._pending.pop(0).result()
         self._pending.append(self._pool.submit(write, *args, **kwargs))
 
     def wait(self) -> None:
@@ -87,9 +94,40 @@ class _BackgroundWrites:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def load_event_days(
-    lake: Lake, store: Path, days: list[date], max_rows: int = 150_000
-) -> EventLoad:
+_NO_STATUSES = pl.DataFrame(
+    schema={
+        **{c: EVENTS_SCHEMA[c] for c in KEY_COLUMNS},
+        "status": pl.String,
+        **{f"winner_{c}": EVENTS_SCHEMA[c] for c in POSITION},
+    }
+)
+
+
+class _KeyIndex:
+    """64-bit hashes of the event ids and (aggregate_id, version) slots seen so far, to
+    tell cheaply whether new lines share either with an earlier line (the rare case that
+    needs ordering). A hash collision only costs an unnecessary resolution."""
+
+    def __init__(self, keys: pl.DataFrame):
+        self.ids = pl.Series("id", [], dtype=pl.UInt64)
+        self.slots = pl.Series("slot", [], dtype=pl.UInt64)
+        self.add_and_check(keys)
+
+    def add_and_check(self, keys: pl.DataFrame) -> bool:
+        ids = keys["event_id"].hash()
+        slots = keys.select(pl.struct("aggregate_id", "version").hash()).to_series()
+        repeats = bool(
+            ids.is_duplicated().any()
+            or slots.is_duplicated().any()
+            or ids.is_in(self.ids.implode()).any()
+            or slots.is_in(self.slots.implode()).any()
+        )
+        self.ids = pl.concat([self.ids, ids.rename("id")], rechunk=True)
+        self.slots = pl.concat([self.slots, slots.rename("slot")], rechunk=True)
+        return repeats
+
+
+def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 50_000) -> EventLoad:
     """Ingest the event files of ``days`` (a window) into the lake; see the module doc.
 
     Days are processed in order, in groups of about ``max_rows`` rows, so memory is
@@ -104,8 +142,11 @@ def load_event_days(
         where=~pl.col("day").is_in(days),
     )
     candidates = history.drop("status")
+    seen = _KeyIndex(candidates)
+    # A history line that lost its place may win it back if this window drops its rival.
+    contested = bool((history["status"] != "applied").any())
     load = EventLoad(days=days, counts=Counter(), statuses={}, conflicts=0)
-    statuses = None
+    statuses = _NO_STATUSES
     unwritten = set(days)
     writes = _BackgroundWrites()
     try:
@@ -124,10 +165,14 @@ def load_event_days(
 
             window = batch.rows.filter(pl.col("payload_error").is_null())
             candidates = pl.concat([candidates, window.select(*KEY_COLUMNS, "source_file")])
-            contents = _contents(
-                lake, window, candidates, sorted(unwritten | set(group)), writes.wait
-            )
-            statuses = resolve_event_status(candidates, contents)
+            if seen.add_and_check(window):  # some id or slot repeats: order those lines
+                contested = True
+                contents = _contents(
+                    lake, window, candidates, sorted(unwritten | set(group)), writes.wait
+                )
+                statuses = resolve_event_status(candidates, contents)
+            else:  # every new line is alone so far: all applied
+                statuses = _NO_STATUSES
             events = status_of(window, statuses).select(EVENTS_SCHEMA.names()).sort(LINE_ORDER)
             writes.submit(lake.replace_days, EVENTS, events, group)
             conflicts = conflict_rows(statuses, candidates).filter(pl.col("day").is_in(group))
@@ -150,7 +195,10 @@ def load_event_days(
     finally:
         writes.close()
 
-    if statuses is not None:
+    if contested:
+        if statuses is _NO_STATUSES:  # the last group was clean; earlier ones were not
+            contents = _contents(lake, candidates.clear(), candidates, [], lambda: None)
+            statuses = resolve_event_status(candidates, contents)
         changed = _rewrite_changed_statuses(lake, history, statuses)
         if changed:
             conflicts = conflict_rows(statuses, candidates).filter(pl.col("day").is_in(changed))
