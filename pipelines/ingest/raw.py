@@ -1,6 +1,6 @@
 """Read the event files of some recorded days into rows, quarantine and reports.
 
-``read_days`` reads each day's files in the spec's order, parses every line
+``iter_day_batches`` reads each day's files in the spec's order, parses every line
 (``parse.py``), and returns the envelope-valid rows (with typed payloads), the
 quarantined lines, the index.json report and the line counts. Days are
 independent, so many days are read by a pool of processes; the result does not
@@ -181,10 +181,3 @@ def iter_day_batches(
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-
-
-def read_days(store: Path, days: list[date], workers: int | None = None) -> DayBatch:
-    """Read several days into one batch."""
-    return concat_batches(
-        [batch for _, batch in iter_day_batches(store, days, max_rows=1 << 62, workers=workers)]
-    )

@@ -34,8 +34,6 @@ RAW_EVENTS_SCHEMA = pl.Schema(
 # How the spec's decision 1 orders lines: "first" always means first in this order.
 LINE_ORDER = ("day", "file_index", "line_number")
 
-EVENT_STATUSES = ("applied", "duplicate", "duplicate_conflict", "version_conflict")
-
 EVENTS_SCHEMA = pl.Schema(
     {
         **{k: v for k, v in RAW_EVENTS_SCHEMA.items() if k != "line"},

@@ -11,7 +11,6 @@ import polars as pl
 from pipelines.ingest.catalog import TIME
 from pipelines.model.fold import ACCOUNT_STATE_SCHEMA, MESSAGE_STATE_SCHEMA, ROOM_STATE_SCHEMA
 
-BODY_STATUSES = ("inline", "ok", "missing", "hash_mismatch", "none")
 REACTION_COUNT = pl.Struct({"emoji": pl.String(), "count": pl.Int64()})
 
 MESSAGES_SCHEMA = pl.Schema(
@@ -112,8 +111,6 @@ UNREAD_SCHEMA = pl.Schema(
         "read_up_to": TIME,
     }
 )
-
-CONTENT_BODY_COLUMNS = ("cid", "status", "text", "utf8_valid")
 
 
 def build_messages(

@@ -21,7 +21,7 @@ from pipelines.lake.delta import Lake
 from pipelines.search.build import FULLTEXT_DIR, read_state, search_dir
 from pipelines.search.documents import DOCUMENTS, DOCUMENTS_SCHEMA, Filters
 from pipelines.search.embed import default_embedder
-from pipelines.search.index import FULLTEXT_RESULT_SCHEMA, FullTextIndex
+from pipelines.search.index import FULLTEXT_RESULT_SCHEMA, FullTextIndex, plain_text
 from pipelines.search.rank import RRF_K, reciprocal_rank_fusion
 from pipelines.search.vectors import VectorIndex
 
@@ -73,7 +73,31 @@ class Searcher:
         )
 
     def __post_init__(self) -> None:
-        self._keys = self.documents["key"].to_numpy()
+        documents = self.documents
+        self._keys = documents["key"].to_numpy()
+        self._created = documents["created_at"].dt.epoch("us").to_numpy()
+        self._codes = {
+            name: _codes(documents[name]) for name in ("platform", "room_id", "account_id")
+        }
+        self._vector_rows = self.vectors.rows_of(self._keys)  # -1: body not embedded (yet)
+
+    def _mask(self, filters: Filters) -> np.ndarray:
+        """Documents rows passing ``filters`` (numpy, no per-query polars scan)."""
+        mask = self._vector_rows >= 0
+        for name, value in (
+            ("platform", filters.platform),
+            ("room_id", filters.room),
+            ("account_id", filters.account),
+        ):
+            if value is not None:
+                codes, code_of = self._codes[name]
+                mask &= codes == code_of.get(value, -2)
+        lower, upper = filters.bounds_us()
+        if lower is not None:
+            mask &= self._created >= lower
+        if upper is not None:
+            mask &= self._created < upper
+        return mask
 
     def search(
         self, query: str, mode: Mode = "hybrid", k: int = 10, filters: Filters | None = None
@@ -89,7 +113,7 @@ class Searcher:
         if mode == "vector":
             return _ranked(self._with_snippets(self.nearest(query, k, filters), query))
         depth = max(k, FUSION_DEPTH)
-        text_hits = self.fulltext.search(query, depth, filters)
+        text_hits = self.fulltext.search(query, depth, filters, snippets=False)
         vector_hits = self.nearest(query, depth, filters)
         fused = reciprocal_rank_fusion(
             [text_hits["message_id"].to_list(), vector_hits["message_id"].to_list()], RRF_K
@@ -98,55 +122,56 @@ class Searcher:
             {"message_id": [m for m, _ in fused], "fused": [s for _, s in fused]},
             schema={"message_id": pl.String(), "fused": pl.Float64()},
         )
-        rows = pl.concat(
-            [
-                text_hits.select(FULLTEXT_RESULT_SCHEMA.names()),
-                self._with_snippets(
-                    vector_hits.join(text_hits.select("message_id"), on="message_id", how="anti"),
-                    query,
-                ),
-            ]
-        )
-        hits = order.join(rows, on="message_id", maintain_order="left")
-        return _ranked(hits.with_columns(score=pl.col("fused")))
+        vector_only = vector_hits.join(text_hits, on="message_id", how="anti")
+        columns = [c for c in FULLTEXT_RESULT_SCHEMA.names() if c not in ("score", "snippet")]
+        rows = pl.concat([text_hits.select(columns), vector_only.select(columns)])
+        hits = order.join(rows, on="message_id", maintain_order="left").rename({"fused": "score"})
+        return _ranked(self._with_snippets(hits, query))
 
     def nearest(self, query: str, k: int, filters: Filters) -> pl.DataFrame:
         """The ``k`` live messages whose bodies are most similar to ``query`` (cosine
         ``score``; ties: newest first, then by message_id); document columns, no snippet."""
-        empty = pl.DataFrame(schema={**DOCUMENTS_SCHEMA, "score": pl.Float64()})
         if self.vectors.size == 0 or self.documents.is_empty():
-            return empty
-        vector = default_embedder().embed([query])[0]
+            return pl.DataFrame(schema={**DOCUMENTS_SCHEMA, "score": pl.Float64()})
+        vector = default_embedder().embed([plain_text(query) or query])[0]
         if filters.empty:
-            keys, scores = self.vectors.nearest(vector, k)
+            vector_rows, scores = self.vectors.nearest(vector, k)
+            keys = self.vectors.keys[vector_rows]
             starts = np.searchsorted(self._keys, keys, side="left")
             ends = np.searchsorted(self._keys, keys, side="right")
             rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends, strict=True)])
-            found = self.documents[rows] if len(rows) else empty.drop("score")
         else:
-            candidates = self.documents.filter(filters.expr())
-            if candidates.is_empty():
-                return empty
-            keys, scores = self.vectors.nearest(vector, k, candidates["key"].to_numpy())
-            found = candidates.filter(pl.col("key").is_in(keys.tolist()))
-        scored = pl.DataFrame(
-            {"key": keys, "score": scores.astype(np.float64)},
-            schema={"key": pl.Int64(), "score": pl.Float64()},
+            candidates = np.flatnonzero(self._mask(filters))
+            vector_rows, scores = self.vectors.nearest(
+                vector, k, np.unique(self._vector_rows[candidates])
+            )
+            rows = candidates[np.isin(self._vector_rows[candidates], vector_rows)]
+        score_of = dict(zip(vector_rows.tolist(), scores.astype(np.float64).tolist(), strict=True))
+        found = self.documents[rows].with_columns(
+            score=pl.Series(
+                [score_of[r] for r in self._vector_rows[rows].tolist()], dtype=pl.Float64
+            )
         )
-        return (
-            found.join(scored, on="key")
-            .sort(["score", "created_at", "message_id"], descending=[True, True, False])
-            .head(k)
-        )
+        return found.sort(
+            ["score", "created_at", "message_id"], descending=[True, True, False]
+        ).head(k)
 
     def _with_snippets(self, hits: pl.DataFrame, query: str) -> pl.DataFrame:
-        """Vector ``hits`` in FULLTEXT_RESULT_SCHEMA, snippets cut by the full-text index."""
+        """``hits`` in FULLTEXT_RESULT_SCHEMA, snippets cut by the full-text index."""
         snippets = self.fulltext.snippets(query, hits["message_id"].to_list())
         return hits.with_columns(
             snippet=pl.col("message_id").replace_strict(
                 snippets, default=None, return_dtype=pl.String
             )
         ).select(FULLTEXT_RESULT_SCHEMA.names())
+
+
+def _codes(column: pl.Series) -> tuple[np.ndarray, dict[str, int]]:
+    """Integer codes of a string column (-1 for null) and the code of each value."""
+    values = column.drop_nulls().unique().sort()
+    code_of = {value: code for code, value in enumerate(values.to_list())}
+    codes = column.replace_strict(code_of, default=-1, return_dtype=pl.Int32).to_numpy()
+    return codes, code_of
 
 
 def _ranked(hits: pl.DataFrame) -> pl.DataFrame:

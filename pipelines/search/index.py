@@ -103,6 +103,16 @@ def parse_query(text: str) -> list[Clause]:
     return clauses
 
 
+def plain_text(query: str) -> str:
+    """The query as plain words for the embedding model: no quotes, ``+``, ``*``, and no
+    ``-excluded`` parts."""
+    parts = []
+    for sign, phrase, word in _TOKEN.findall(query):
+        if sign != "-" and (phrase or word):
+            parts.append(phrase or word.rstrip("*"))
+    return " ".join(part for part in parts if part)
+
+
 class FullTextIndex:
     """A tantivy index in a directory (created if absent)."""
 
@@ -203,12 +213,14 @@ class FullTextIndex:
             )
         return [(Occur.Must, Query.const_score_query(q, 0.0)) for q in out]
 
-    def search(self, query: str, k: int = 10, filters: Filters | None = None) -> pl.DataFrame:
+    def search(
+        self, query: str, k: int = 10, filters: Filters | None = None, snippets: bool = True
+    ) -> pl.DataFrame:
         """The ``k`` best documents for ``query`` by BM25 (ties: newest first, then by
-        message_id), with snippets.
+        message_id).
 
         Columns: message_id, score, platform, room_id, account_id, thread_id,
-        created_at, snippet (matches wrapped in ``**``).
+        created_at, snippet (matches wrapped in ``**``; null unless ``snippets``).
         """
         self.index.reload()
         searcher = self.index.searcher()
@@ -220,11 +232,13 @@ class FullTextIndex:
             [(Occur.Must, text), *self._filter_queries(filters or Filters())]
         )
         docs = _best(searcher, full, k)
+        if not snippets:
+            return _frame([_row(doc, score, None) for score, doc in docs])
         positive = [c for c in clauses if c.occur != "must_not"]
         snippet_query = self.text_query(searcher, positive, snippet=True)
-        snippets = tantivy.SnippetGenerator.create(searcher, snippet_query, self.schema, "body")
-        snippets.set_max_num_chars(SNIPPET_CHARS)
-        return _frame([_row(doc, score, _snippet(snippets, doc)) for score, doc in docs])
+        generator = tantivy.SnippetGenerator.create(searcher, snippet_query, self.schema, "body")
+        generator.set_max_num_chars(SNIPPET_CHARS)
+        return _frame([_row(doc, score, _snippet(generator, doc)) for score, doc in docs])
 
     def snippets(self, query: str, message_ids: Sequence[str]) -> dict[str, str]:
         """Snippets of the bodies of ``message_ids`` for ``query`` (leading text when no
@@ -306,7 +320,7 @@ def _flat(text: str) -> str:
     return " ".join(text.split())
 
 
-def _row(doc: tantivy.Document, score: float, snippet: str) -> dict:
+def _row(doc: tantivy.Document, score: float, snippet: str | None) -> dict:
     row = {name: doc.get_first(name) for name in RAW_FIELDS}
     row.update(score=float(score), created_at=doc.get_first("created_at"), snippet=snippet)
     return row

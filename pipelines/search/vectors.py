@@ -72,36 +72,31 @@ class VectorIndex:
             np.savez(out, keys=self.keys, vectors=np.ascontiguousarray(self.vectors))
         os.replace(temporary, self.directory / VECTORS_FILE)
 
+    def rows_of(self, keys: np.ndarray) -> np.ndarray:
+        """The row of each key (-1 for keys not held)."""
+        at = np.searchsorted(self.keys, keys.astype(np.int64))
+        found = at < self.size
+        found[found] = self.keys[at[found]] == keys[found]
+        return np.where(found, at, -1)
+
     def nearest(
-        self, query: np.ndarray, k: int, among: np.ndarray | None = None
+        self, query: np.ndarray, k: int, rows: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The keys of the ``k`` rows most similar to the unit vector ``query`` (all rows
-        with the k-th best score or better), and their cosine similarities, best first
-        (ties by key). ``among`` restricts the search to those keys."""
-        rows = np.arange(self.size) if among is None else self._rows(among)
-        if k <= 0 or len(rows) == 0:
+        """The rows most similar to the unit vector ``query``: the ``k`` best and every row
+        tying with the k-th, best first (ties by row, i.e. by key), with their cosine
+        similarities. ``rows`` (unique row numbers) restricts the search to those rows."""
+        if k <= 0 or self.size == 0 or (rows is not None and len(rows) == 0):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        scores = self._scores(query.astype(np.float32), rows)
+        query = query.astype(np.float32)
+        if rows is None or len(rows) > self.size // 4:
+            scores = self.vectors @ query  # one pass over all rows beats gathering many
+            rows = np.arange(self.size) if rows is None else rows
+            scores = scores[rows] if len(rows) < self.size else scores
+        else:
+            scores = self.vectors[rows] @ query
         if len(rows) > k:
             cut = np.partition(scores, len(scores) - k)[len(scores) - k]
             chosen = np.flatnonzero(scores >= cut)
-        else:
-            chosen = np.arange(len(rows))
-        keys, scores = self.keys[rows[chosen]], scores[chosen]
-        order = np.lexsort((keys, -scores))
-        return keys[order], scores[order]
-
-    def _rows(self, keys: np.ndarray) -> np.ndarray:
-        keys = np.unique(keys.astype(np.int64))
-        at = np.searchsorted(self.keys, keys)
-        at = at[at < self.size]
-        return at[np.isin(self.keys[at], keys)]
-
-    def _scores(self, query: np.ndarray, rows: np.ndarray, chunk: int = 65_536) -> np.ndarray:
-        everything = len(rows) == self.size
-        out = np.empty(len(rows), dtype=np.float32)
-        for start in range(0, len(rows), chunk):
-            part = slice(start, start + chunk)
-            block = self.vectors[part] if everything else self.vectors[rows[part]]
-            out[part] = block @ query
-        return out
+            rows, scores = rows[chosen], scores[chosen]
+        order = np.lexsort((rows, -scores))
+        return rows[order], scores[order]
