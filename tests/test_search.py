@@ -26,7 +26,7 @@ from pipelines.search import open_searcher, search, update_embeddings, update_in
 from pipelines.search.build import EmbeddingUpdate, IndexUpdate
 from pipelines.search.documents import DOCUMENTS, Filters
 from pipelines.search.embed import EMBEDDINGS, Embedder
-from pipelines.search.index import parse_query
+from pipelines.search.index import parse_query, plain_text
 from pipelines.search.rank import reciprocal_rank_fusion
 
 DAY1 = DAY0 + timedelta(days=1)
@@ -185,6 +185,7 @@ def test_query_parsing_never_fails():
     assert ("must_not", "term", ("vacuum",)) in kinds
     assert ("should", "prefix", ("synth",)) in kinds
     assert parse_query("") == [] and parse_query('"" * -') == []
+    assert plain_text('+tokio "borrow checker" synth* -vacuum') == "tokio borrow checker synth"
 
 
 def test_deleted_message_is_never_returned(built):

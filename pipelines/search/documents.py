@@ -174,24 +174,6 @@ class Filters:
         """[lower, upper) of ``created_at`` in microseconds since the epoch."""
         return _micros(self.since, end_of_day=False), _micros(self.until, end_of_day=True)
 
-    def expr(self) -> pl.Expr:
-        """The filters as a polars predicate over DOCUMENTS_SCHEMA columns."""
-        condition = pl.lit(True)
-        for column, value in (
-            ("platform", self.platform),
-            ("room_id", self.room),
-            ("account_id", self.account),
-        ):
-            if value is not None:
-                condition &= pl.col(column) == value
-        lower, upper = self.bounds_us()
-        micros = pl.col("created_at").dt.epoch("us")
-        if lower is not None:
-            condition &= micros >= lower
-        if upper is not None:
-            condition &= micros < upper
-        return condition
-
     @property
     def empty(self) -> bool:
         return all(
