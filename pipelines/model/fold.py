@@ -319,3 +319,24 @@ def referenced_ids(events: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
         .sort()
     )
     return accounts, rooms
+
+
+# Per aggregate type: its fold, the id column of its states and their schema.
+FOLDS = {
+    "message": fold_messages,
+    "account": fold_accounts,
+    "room": fold_rooms,
+    "read_marker": fold_read_markers,
+}
+STATE_IDS = {
+    "message": "message_id",
+    "account": "account_id",
+    "room": "room_id",
+    "read_marker": "marker_id",
+}
+STATE_SCHEMAS = {
+    "message": MESSAGE_STATE_SCHEMA,
+    "account": ACCOUNT_STATE_SCHEMA,
+    "room": ROOM_STATE_SCHEMA,
+    "read_marker": READ_MARKER_STATE_SCHEMA,
+}

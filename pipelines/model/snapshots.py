@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipelines.model.fold import fold_accounts, fold_messages, fold_read_markers, fold_rooms
+from pipelines.model.fold import FOLDS, STATE_IDS
 
 SNAPSHOTS_SCHEMA = pl.Schema(
     {
@@ -20,12 +20,6 @@ SNAPSHOTS_SCHEMA = pl.Schema(
         "state": pl.String(),
     }
 )
-FOLDS = {
-    "message": (fold_messages, "message_id"),
-    "account": (fold_accounts, "account_id"),
-    "room": (fold_rooms, "room_id"),
-    "read_marker": (fold_read_markers, "marker_id"),
-}
 # Bound on the rows of one (aggregate x earlier event) expansion, to bound memory.
 _CHUNK_ROWS = 2_000_000
 
@@ -43,7 +37,8 @@ def build_snapshots(events: pl.DataFrame) -> pl.DataFrame:
     """Snapshot rows for every aggregate that ``events`` (all of their events) contains."""
     applied = events.filter(pl.col("known_type") & (pl.col("status") == "applied"))
     frames = []
-    for aggregate_type, (fold, id_column) in FOLDS.items():
+    for aggregate_type, fold in FOLDS.items():
+        id_column = STATE_IDS[aggregate_type]
         own = applied.filter(pl.col("aggregate_type") == aggregate_type)
         if own.is_empty():
             continue

@@ -15,34 +15,11 @@ import polars as pl
 
 from pipelines.lake.delta import Lake
 from pipelines.lake.projections import SCHEMAS, SNAPSHOTS, read_applied_events, read_bodies
-from pipelines.model.fold import (
-    ACCOUNT_STATE_SCHEMA,
-    MESSAGE_STATE_SCHEMA,
-    READ_MARKER_STATE_SCHEMA,
-    ROOM_STATE_SCHEMA,
-    fold_accounts,
-    fold_messages,
-    fold_read_markers,
-    fold_rooms,
-    referenced_ids,
-)
+from pipelines.model.fold import FOLDS, STATE_SCHEMAS, referenced_ids
 from pipelines.model.project import message_links, project_from_states
 from pipelines.model.replay import apply_events
 from pipelines.model.threads import resolve_threads
 from pipelines.model.views import build_messages
-
-STATE_SCHEMAS = {
-    "message": MESSAGE_STATE_SCHEMA,
-    "account": ACCOUNT_STATE_SCHEMA,
-    "room": ROOM_STATE_SCHEMA,
-    "read_marker": READ_MARKER_STATE_SCHEMA,
-}
-FOLDS = {
-    "message": fold_messages,
-    "account": fold_accounts,
-    "room": fold_rooms,
-    "read_marker": fold_read_markers,
-}
 
 
 def _utc(moment: datetime) -> datetime:
