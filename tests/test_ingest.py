@@ -168,3 +168,15 @@ def test_content_is_verified_and_incremental(store, lake):
     second = load_content(lake, store.root)
     assert (first.read, second.read, second.skipped_known) == (2, 1, 1)  # mismatches re-read
     assert pl.read_delta(str(lake.path("content"))).height == 2
+
+
+def test_a_clean_day_after_contested_history_keeps_statuses(store, lake):
+    three_days(store)
+    load_event_days(lake, store.root, [DAY0, DAY1, DAY2])
+    before = pl.read_delta(str(lake.path("events"))).select("event_id", "day", "status").sort("day")
+    store.write(DAY3, [created(store, "m9", "nine", DAY3)])
+    load = load_event_days(lake, store.root, [DAY3])  # new lines all alone; history contested
+    after = pl.read_delta(str(lake.path("events"))).select("event_id", "day", "status").sort("day")
+    assert load.other_days_rewritten == []
+    assert after.filter(pl.col("day") < DAY3).equals(before)
+    assert after.filter(pl.col("day") == DAY3)["status"].to_list() == ["applied"]

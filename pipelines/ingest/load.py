@@ -197,7 +197,8 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
 
     if contested:
         if statuses is _NO_STATUSES:  # the last group was clean; earlier ones were not
-            contents = _contents(lake, candidates.clear(), candidates, [], lambda: None)
+            nothing_in_hand = pl.DataFrame(schema=RAW_EVENTS_SCHEMA)
+            contents = _contents(lake, nothing_in_hand, candidates, [], lambda: None)
             statuses = resolve_event_status(candidates, contents)
         changed = _rewrite_changed_statuses(lake, history, statuses)
         if changed:
