@@ -267,3 +267,22 @@ def test_account_and_room_fields_apply_in_version_order(store, lake):
         True,
         3,
     )
+
+
+def test_a_projection_in_an_older_layout_is_rebuilt(store, lake):
+    w = store
+    w.write(DAY0, [created(w, "m1", "hello")])
+    before = project(w, lake)
+    # snapshots as an earlier release wrote them: partitioned by month, not by day
+    old = before["snapshots"].with_columns(as_of_month=pl.col("as_of_day").dt.strftime("%Y-%m"))
+    lake.write("snapshots", old, partition_by=["as_of_month"])
+    w.write(DAY1, [react(w, "m1", 2, "b", "+1", day=DAY1)])
+    load_event_days(lake, w.root, [DAY1])
+    refresh = refresh_projections(lake)
+    assert refresh.full
+    assert lake.partition_columns("snapshots") == ["as_of_day"]
+    snapshots = read_projections(lake)["snapshots"]
+    assert snapshots.select("aggregate_id", "as_of_day", "version").rows() == [
+        ("m1", DAY0, 1),
+        ("m1", DAY1, 2),
+    ]

@@ -120,6 +120,8 @@ class Lake:
                     mode="overwrite",
                     predicate=predicate if self.exists(table) else None,
                     partition_by=list(partition_by) if partition_by else None,
+                    # a whole-table write defines the table, layout included
+                    schema_mode="overwrite" if predicate is None else None,
                     configuration={"delta.enableChangeDataFeed": "true"},
                     commit_properties=properties,
                 )
@@ -152,6 +154,12 @@ class Lake:
             return 0
         actions = pa.table(DeltaTable(str(self.path(table))).get_add_actions(flatten=True))
         return int(pa.compute.sum(actions["num_records"]).as_py() or 0)
+
+    def partition_columns(self, table: str) -> list[str]:
+        """The table's partition columns ([] if none or no table)."""
+        if not self.exists(table):
+            return []
+        return list(DeltaTable(str(self.path(table))).metadata().partition_columns)
 
     def commit_metadata(self, table: str) -> dict:
         """The custom metadata of the table's latest commit ({} if none or no table)."""

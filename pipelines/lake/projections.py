@@ -10,6 +10,7 @@ tests check that both paths give the same tables.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -24,6 +25,7 @@ from pipelines.model.fold import (
     READ_MARKER_STATE_SCHEMA,
     ROOM_STATE_SCHEMA,
     fold_accounts,
+    fold_all,
     fold_messages,
     fold_read_markers,
     fold_rooms,
@@ -31,16 +33,21 @@ from pipelines.model.fold import (
 from pipelines.model.project import message_links, project_all
 from pipelines.model.snapshots import SNAPSHOTS_SCHEMA, build_snapshots
 from pipelines.model.threads import (
+    THREADS_INPUT,
     THREADS_SCHEMA,
     build_threads,
     reply_descendants,
     resolve_threads,
 )
 from pipelines.model.views import (
+    ACCOUNTS_INPUT,
     ACCOUNTS_SCHEMA,
     MESSAGES_SCHEMA,
+    PLATFORM_DAILY_INPUT,
     PLATFORM_DAILY_SCHEMA,
+    ROOMS_INPUT,
     ROOMS_SCHEMA,
+    UNREAD_INPUT,
     UNREAD_SCHEMA,
     build_accounts,
     build_messages,
@@ -58,10 +65,10 @@ SCHEMAS = {
     "platform_daily": PLATFORM_DAILY_SCHEMA,
     "unread": UNREAD_SCHEMA,
     "read_markers": READ_MARKER_STATE_SCHEMA,
-    SNAPSHOTS: pl.Schema({**SNAPSHOTS_SCHEMA, "as_of_month": pl.String()}),
+    SNAPSHOTS: SNAPSHOTS_SCHEMA,
 }
 PROJECTIONS = tuple(SCHEMAS)
-PARTITIONS = {"messages": "created_month", SNAPSHOTS: "as_of_month"}
+PARTITIONS = {"messages": "created_month", SNAPSHOTS: "as_of_day"}
 KEYS = {
     "messages": ["message_id"],
     "threads": ["thread_id"],
@@ -93,15 +100,13 @@ def read_bodies(lake: Lake, cids: pl.Series | None = None) -> pl.DataFrame:
     return lake.read(CONTENT, CONTENT_SCHEMA, columns=columns, where=where)
 
 
-def read_applied_events(lake: Lake, where: pl.Expr | None = None) -> pl.DataFrame:
+def read_applied_events(
+    lake: Lake, where: pl.Expr | None = None, columns: Sequence[str] | None = None
+) -> pl.DataFrame:
     condition = pl.col("known_type") & (pl.col("status") == "applied")
     if where is not None:
         condition &= where
-    return lake.read(EVENTS, EVENTS_SCHEMA, where=condition)
-
-
-def with_snapshot_month(snapshots: pl.DataFrame) -> pl.DataFrame:
-    return snapshots.with_columns(as_of_month=pl.col("as_of_day").dt.strftime("%Y-%m"))
+    return lake.read(EVENTS, EVENTS_SCHEMA, columns=columns, where=condition)
 
 
 def refresh_projections(lake: Lake, full: bool = False) -> ProjectionRefresh:
@@ -117,8 +122,10 @@ def refresh_projections(lake: Lake, full: bool = False) -> ProjectionRefresh:
 
 def _rebuild(lake: Lake, versions: dict[str, str]) -> ProjectionRefresh:
     events = read_applied_events(lake)
-    tables = project_all(events, read_bodies(lake))
-    tables[SNAPSHOTS] = with_snapshot_month(build_snapshots(events))
+    states = fold_all(events)
+    tables = project_all(events, read_bodies(lake), states)
+    tables[SNAPSHOTS] = build_snapshots(events, final_states=states)
+    del states, events
     for name, frame in tables.items():
         partition = PARTITIONS.get(name)
         lake.write(name, frame, partition_by=[partition] if partition else None, metadata=versions)
@@ -132,6 +139,8 @@ def _last_versions(lake: Lake) -> tuple[int, int] | None:
         meta = lake.commit_metadata(name)
         if "events_version" not in meta:
             return None
+        if lake.partition_columns(name) != ([PARTITIONS[name]] if name in PARTITIONS else []):
+            return None  # written by an earlier layout: rebuild
         recorded.add((meta["events_version"], meta["content_version"]))
     if len(recorded) != 1:
         return None  # a refresh stopped half-way: start again from scratch
@@ -201,7 +210,7 @@ def _refresh_incrementally(
     thread_ids = rewritten["thread_id"].drop_nulls().unique()
     old_threads = lake.read("threads", THREADS_SCHEMA, where=_isin("thread_id", thread_ids))
     new_threads = build_threads(
-        lake.read("messages", MESSAGES_SCHEMA, where=_isin("thread_id", thread_ids))
+        _read_where_in(lake, "messages", "thread_id", thread_ids, THREADS_INPUT)
     )
     write["threads"] = _replace_keys(
         lake, "threads", new_threads, thread_ids.to_frame("thread_id"), versions
@@ -259,7 +268,9 @@ def _refresh_incrementally(
     unread = build_unread(
         rooms,
         lake.read("read_markers", READ_MARKER_STATE_SCHEMA, where=_isin("room_id", room_ids)),
-        lake.read("messages", MESSAGES_SCHEMA, where=_isin("room_id", room_ids)),
+        lake.read(
+            "messages", MESSAGES_SCHEMA, columns=UNREAD_INPUT, where=_isin("room_id", room_ids)
+        ),
     )
     stale = lake.read(
         "unread", UNREAD_SCHEMA, columns=["account_id", "room_id"], where=_isin("room_id", room_ids)
@@ -267,7 +278,7 @@ def _refresh_incrementally(
     write["unread"] = _replace_keys(lake, "unread", unread, stale, versions)
 
     write["platform_daily"] = _refresh_platform_days(lake, rewritten, threads, versions)
-    write[SNAPSHOTS] = _refresh_snapshots(lake, changed, versions)
+    write[SNAPSHOTS] = _refresh_snapshots(lake, changed, new_events, versions)
     return refresh
 
 
@@ -299,12 +310,14 @@ def _refresh_messages(
     rethread = reply_descendants(links, touched)
     threads = resolve_threads(
         links.filter(_isin("message_id", rethread)),
-        settled=links.filter(~_isin("message_id", rethread)).select(
-            "message_id", "thread_id", "depth"
-        ),
+        # the settled messages a walk up from a re-threaded one can reach: their parents
+        settled=links.filter(
+            ~_isin("message_id", rethread)
+            & _isin("message_id", links.filter(_isin("message_id", rethread))["reply_to"])
+        ).select("message_id", "thread_id", "depth"),
     )
     affected = pl.concat([touched, rethread]).unique()
-    old_rows = lake.read("messages", MESSAGES_SCHEMA, where=_isin("message_id", affected))
+    old_rows = _read_where_in(lake, "messages", "message_id", affected)
     refolded = build_messages(states, threads, read_bodies(lake, states["content_cid"]))
     moved = (
         old_rows.filter(
@@ -343,6 +356,19 @@ def _upsert_partitions(
     )
 
 
+def _read_where_in(
+    lake: Lake, table: str, column: str, values: pl.Series, columns: Sequence[str] | None = None
+) -> pl.DataFrame:
+    """Rows of ``table`` whose ``column`` is in ``values``, reading only the partitions that
+    hold them (found from a narrow first read)."""
+    where = _isin(column, values)
+    partition = PARTITIONS.get(table)
+    if partition is not None and column != partition:
+        parts = lake.read(table, SCHEMAS[table], columns=[partition], where=where)[partition]
+        where = _isin(partition, parts) & where
+    return lake.read(table, SCHEMAS[table], columns=columns, where=where)
+
+
 def _replace_keys(
     lake: Lake, table: str, new_rows: pl.DataFrame, keys: pl.DataFrame, versions: dict[str, str]
 ) -> pl.DataFrame:
@@ -374,9 +400,7 @@ def _reactor_ids(messages: pl.DataFrame) -> pl.Series:
 
 
 def _authors(lake: Lake, message_ids: pl.Series) -> pl.Series:
-    return lake.read(
-        "messages", MESSAGES_SCHEMA, columns=["account_id"], where=_isin("message_id", message_ids)
-    )["account_id"]
+    return _read_where_in(lake, "messages", "message_id", message_ids, ["account_id"])["account_id"]
 
 
 def _states(
@@ -427,14 +451,14 @@ def _account_rows(
     messages = lake.read(
         "messages",
         MESSAGES_SCHEMA,
+        columns=ACCOUNTS_INPUT,
         where=_isin("account_id", ids)
         | pl.col("reactors")
         .list.eval(pl.element().struct.field("account_id").is_in(ids.implode()))
         .list.any(),
     )
-    threads = lake.read(
-        "threads", THREADS_SCHEMA, where=_isin("root_message_id", messages["message_id"])
-    )
+    roots = _isin("root_message_id", messages["message_id"])
+    threads = lake.read("threads", THREADS_SCHEMA, columns=["root_message_id"], where=roots)
     return build_accounts(states, referenced, messages, threads).filter(_isin("account_id", ids))
 
 
@@ -446,7 +470,9 @@ def _room_rows(
     referenced = _referenced(
         lake, "room_id", ids, ["MessageCreated", "ReadMarkerMoved"], new_events, removed
     )
-    messages = lake.read("messages", MESSAGES_SCHEMA, where=_isin("room_id", ids))
+    messages = lake.read(
+        "messages", MESSAGES_SCHEMA, columns=ROOMS_INPUT, where=_isin("room_id", ids)
+    )
     return build_rooms(states, referenced, messages)
 
 
@@ -460,15 +486,31 @@ def _activity_days() -> pl.Expr:
     )
 
 
+def _active_messages(lake: Lake, days: pl.Series) -> pl.Series:
+    """Messages with an applied event whose own time falls on one of ``days``: a superset
+    of the messages with activity on those days, found in flat ``events`` columns instead
+    of the list columns of ``messages``."""
+    own_time = pl.coalesce("created_at", "edited_at", "deleted_at", "at")
+    return read_applied_events(
+        lake,
+        (pl.col("aggregate_type") == "message") & _isin_dates(own_time.dt.date(), days),
+        columns=["aggregate_id"],
+    )["aggregate_id"].unique()
+
+
+def _isin_dates(expr: pl.Expr, days: pl.Series) -> pl.Expr:
+    return expr.is_in(days.unique().implode())
+
+
 def _refresh_platform_days(
     lake: Lake, rewritten: pl.DataFrame, threads: pl.DataFrame, versions: dict[str, str]
 ) -> pl.DataFrame:
     """Recount the (platform, day) rows that rewritten messages or threads fall on."""
-    roots = lake.read(
-        "messages", MESSAGES_SCHEMA, where=_isin("message_id", threads["root_message_id"])
+    roots = _read_where_in(
+        lake, "messages", "message_id", threads["root_message_id"], PLATFORM_DAILY_INPUT
     )
     keys = (
-        pl.concat([rewritten, roots])
+        pl.concat([rewritten.select(roots.columns), roots])
         .select("platform", day=_activity_days())
         .explode("day")
         .drop_nulls("day")
@@ -478,41 +520,38 @@ def _refresh_platform_days(
         return _replace_keys(
             lake, "platform_daily", pl.DataFrame(schema=PLATFORM_DAILY_SCHEMA), keys, versions
         )
-    days = keys["day"].unique()
-    active = lake.read(
-        "messages",
-        MESSAGES_SCHEMA,
-        where=_isin("platform", keys["platform"])
-        & _activity_days().list.eval(pl.element().is_in(days.implode())).list.any(),
-    )
+    active = _read_where_in(
+        lake, "messages", "message_id", _active_messages(lake, keys["day"]), PLATFORM_DAILY_INPUT
+    ).filter(_isin("platform", keys["platform"]))
     day_threads = lake.read(
-        "threads", THREADS_SCHEMA, where=_isin("root_message_id", active["message_id"])
+        "threads",
+        THREADS_SCHEMA,
+        columns=["root_message_id"],
+        where=_isin("root_message_id", active["message_id"]),
     )
     rows = build_platform_daily(active, day_threads).join(keys, on=["platform", "day"], how="semi")
     return _replace_keys(lake, "platform_daily", rows, keys, versions)
 
 
-def _refresh_snapshots(lake: Lake, changed: pl.DataFrame, versions: dict[str, str]) -> pl.DataFrame:
+def _refresh_snapshots(
+    lake: Lake, changed: pl.DataFrame, events: pl.DataFrame, versions: dict[str, str]
+) -> pl.DataFrame:
     """Recompute the changed aggregates' snapshots from their earliest changed day on
-    (earlier snapshots only depend on earlier days, which did not change)."""
+    (earlier snapshots only depend on earlier days, which did not change). ``events``
+    holds every applied event of the changed aggregates."""
     since = changed.group_by("aggregate_type", "aggregate_id").agg(since=pl.col("day").min())
-    events = read_applied_events(lake, _isin("aggregate_id", since["aggregate_id"]))
-    fresh = build_snapshots(events).join(since, on=["aggregate_type", "aggregate_id"])
-    fresh = with_snapshot_month(fresh.filter(pl.col("as_of_day") >= pl.col("since")).drop("since"))
-    _upsert_partitions(lake, SNAPSHOTS, fresh, _stale_snapshots(lake, since), versions)
-    return fresh
-
-
-def _stale_snapshots(lake: Lake, since: pl.DataFrame) -> pl.DataFrame:
-    stored = lake.scan(SNAPSHOTS, SCHEMAS[SNAPSHOTS])
-    return (
-        stored.filter(_isin("aggregate_id", since["aggregate_id"]))
-        .select("aggregate_type", "aggregate_id", "as_of_day", "as_of_month")
-        .collect()
-        .join(since, on=["aggregate_type", "aggregate_id"])
+    fresh = build_snapshots(events, since=since)
+    stale = (
+        lake.scan(SNAPSHOTS, SCHEMAS[SNAPSHOTS])
+        .filter(pl.col("as_of_day") >= since["since"].min())  # prunes day partitions
+        .select("aggregate_type", "aggregate_id", "as_of_day")
+        .join(since.lazy(), on=["aggregate_type", "aggregate_id"])
         .filter(pl.col("as_of_day") >= pl.col("since"))
         .drop("since")
+        .collect()
     )
+    _upsert_partitions(lake, SNAPSHOTS, fresh, stale, versions)
+    return fresh
 
 
 def read_projections(lake: Lake, version: int | str | None = None) -> dict[str, pl.DataFrame]:

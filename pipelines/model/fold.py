@@ -340,3 +340,8 @@ STATE_SCHEMAS = {
     "room": ROOM_STATE_SCHEMA,
     "read_marker": READ_MARKER_STATE_SCHEMA,
 }
+
+
+def fold_all(events: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """The states of every aggregate in ``events``, by aggregate type."""
+    return {aggregate_type: fold(events) for aggregate_type, fold in FOLDS.items()}

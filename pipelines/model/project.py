@@ -8,13 +8,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipelines.model.fold import (
-    fold_accounts,
-    fold_messages,
-    fold_read_markers,
-    fold_rooms,
-    referenced_ids,
-)
+from pipelines.model.fold import fold_all, referenced_ids
 from pipelines.model.threads import build_threads, resolve_threads
 from pipelines.model.views import (
     build_accounts,
@@ -29,18 +23,19 @@ def message_links(states: pl.DataFrame) -> pl.DataFrame:
     return states.select("message_id", "explicit_thread_id", "reply_to")
 
 
-def project_all(events: pl.DataFrame, bodies: pl.DataFrame) -> dict[str, pl.DataFrame]:
-    """Every projection table from all events (any status) and the body content rows."""
-    message_states = fold_messages(events)
+def project_all(
+    events: pl.DataFrame, bodies: pl.DataFrame, states: dict[str, pl.DataFrame] | None = None
+) -> dict[str, pl.DataFrame]:
+    """Every projection table from all events (any status) and the body content rows.
+
+    ``states`` are the events' aggregate states (``fold_all(events)``) if already folded.
+    """
+    states = states if states is not None else fold_all(events)
     messages = build_messages(
-        message_states, resolve_threads(message_links(message_states)), bodies
+        states["message"], resolve_threads(message_links(states["message"])), bodies
     )
     return project_from_states(
-        messages,
-        fold_accounts(events),
-        fold_rooms(events),
-        fold_read_markers(events),
-        *referenced_ids(events),
+        messages, states["account"], states["room"], states["read_marker"], *referenced_ids(events)
     )
 
 

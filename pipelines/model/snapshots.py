@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipelines.model.fold import FOLDS, STATE_IDS
+from pipelines.model.fold import FOLDS, STATE_IDS, STATE_SCHEMAS
 
 SNAPSHOTS_SCHEMA = pl.Schema(
     {
@@ -33,8 +33,18 @@ def snapshot_points(events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def build_snapshots(events: pl.DataFrame) -> pl.DataFrame:
-    """Snapshot rows for every aggregate that ``events`` (all of their events) contains."""
+def build_snapshots(
+    events: pl.DataFrame,
+    final_states: dict[str, pl.DataFrame] | None = None,
+    since: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Snapshot rows for every aggregate that ``events`` (all of their events) contains.
+
+    An aggregate's snapshot on its last day is its final state: pass the states already
+    folded from the same events as ``final_states`` (by aggregate type) to reuse them.
+    Only earlier days need a fold of a prefix of the history. ``since`` (aggregate_type,
+    aggregate_id, since) limits the rows to days >= since for the aggregates it lists.
+    """
     applied = events.filter(pl.col("known_type") & (pl.col("status") == "applied"))
     frames = []
     for aggregate_type, fold in FOLDS.items():
@@ -43,20 +53,31 @@ def build_snapshots(events: pl.DataFrame) -> pl.DataFrame:
         if own.is_empty():
             continue
         points = snapshot_points(own).select("aggregate_id", "as_of_day")
-        for chunk in _chunks(own, points):
-            expanded = chunk.join(points, on="aggregate_id").filter(
+        if since is not None:
+            points = points.join(
+                since.filter(pl.col("aggregate_type") == aggregate_type).drop("aggregate_type"),
+                on="aggregate_id",
+            ).filter(pl.col("as_of_day") >= pl.col("since"))
+        last_days = own.group_by("aggregate_id").agg(as_of_day=pl.col("day").max())
+        earlier = points.join(last_days, on=["aggregate_id", "as_of_day"], how="anti")
+        final = (final_states or {}).get(aggregate_type)
+        if final is None:
+            final = fold(own)
+        final = final.join(
+            last_days.join(points, on=["aggregate_id", "as_of_day"], how="semi").rename(
+                {"aggregate_id": id_column}
+            ),
+            on=id_column,
+        )
+        frames.append(_snapshot_rows(aggregate_type, final))
+        if aggregate_type == "read_marker":
+            frames.append(_snapshot_rows(aggregate_type, _marker_prefix_states(own, earlier)))
+            continue
+        for chunk in _chunks(own, earlier):
+            expanded = chunk.join(earlier, on="aggregate_id").filter(
                 pl.col("day") <= pl.col("as_of_day")
             )
-            states = fold(expanded, keys=("as_of_day",))
-            frames.append(
-                states.select(
-                    aggregate_type=pl.lit(aggregate_type),
-                    aggregate_id=pl.col(id_column),
-                    as_of_day="as_of_day",
-                    version="version",
-                    state=pl.struct(pl.exclude("as_of_day")).struct.json_encode(),
-                )
-            )
+            frames.append(_snapshot_rows(aggregate_type, fold(expanded, keys=("as_of_day",))))
     if not frames:
         return pl.DataFrame(schema=SNAPSHOTS_SCHEMA)
     return (
@@ -64,8 +85,49 @@ def build_snapshots(events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _marker_prefix_states(events: pl.DataFrame, points: pl.DataFrame) -> pl.DataFrame:
+    """Read-marker states at ``points``: a marker is its highest version recorded by then,
+    so an as-of lookup of the running maximum replaces the fold of each prefix."""
+    fields = ["version", "account_id", "room_id", "read_up_to"]
+    by_day = (
+        events.sort("aggregate_id", "day", "version")
+        .group_by("aggregate_id", "day", maintain_order=True)
+        .agg(pl.col(fields).last())
+        .with_columns(running=pl.col("version").cum_max().over("aggregate_id"))
+    )
+    best = by_day.select("aggregate_id", "day", "running")
+    holders = by_day.select("aggregate_id", *fields[1:], running="version")
+    return (
+        points.join(best, left_on=["aggregate_id", "as_of_day"], right_on=["aggregate_id", "day"])
+        .join(holders, on=["aggregate_id", "running"])
+        .select(
+            "as_of_day",
+            marker_id="aggregate_id",
+            version="running",
+            account_id="account_id",
+            room_id="room_id",
+            read_up_to="read_up_to",
+        )
+    )
+
+
+def _snapshot_rows(aggregate_type: str, states: pl.DataFrame) -> pl.DataFrame:
+    """States (with their ``as_of_day``) as snapshot rows; the state encoded as JSON."""
+    state = STATE_SCHEMAS[aggregate_type].names()
+    return states.select(
+        aggregate_type=pl.lit(aggregate_type),
+        aggregate_id=pl.col(STATE_IDS[aggregate_type]),
+        as_of_day="as_of_day",
+        version="version",
+        state=pl.struct(state).struct.json_encode(),
+    )
+
+
 def _chunks(events: pl.DataFrame, points: pl.DataFrame):
     """Split the aggregates so that each chunk's expansion stays under _CHUNK_ROWS rows."""
+    if points.is_empty():
+        return
+    events = events.join(points.select("aggregate_id").unique(), on="aggregate_id", how="semi")
     cost = (
         events.group_by("aggregate_id")
         .agg(n=pl.len())

@@ -120,6 +120,20 @@ def reply_descendants(links: pl.DataFrame, roots: pl.Series) -> pl.Series:
     return pl.Series("message_id", sorted(found), dtype=pl.String)
 
 
+# The ``messages`` columns that ``build_threads`` reads.
+THREADS_INPUT = (
+    "message_id",
+    "thread_id",
+    "room_id",
+    "platform",
+    "account_id",
+    "created_at",
+    "deleted",
+    "depth",
+    "content_cid",
+)
+
+
 def merkle_root(cids: list[str]) -> str | None:
     """Binary Merkle root (sha256, odd node carried up) over CIDs in order; None when empty."""
     if not cids:

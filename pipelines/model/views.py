@@ -113,6 +113,22 @@ UNREAD_SCHEMA = pl.Schema(
 )
 
 
+# The ``messages`` columns each view reads: a refresh reads no more than these.
+ACCOUNTS_INPUT = ("message_id", "account_id", "deleted", "created_at", "reaction_count", "reactors")
+ROOMS_INPUT = ("room_id", "deleted", "created_at")
+UNREAD_INPUT = ("room_id", "account_id", "deleted", "created_at")
+PLATFORM_DAILY_INPUT = (
+    "message_id",
+    "platform",
+    "account_id",
+    "created_at",
+    "deleted",
+    "deleted_at",
+    "edit_times",
+    "reaction_adds",
+)
+
+
 def build_messages(
     states: pl.DataFrame, threads: pl.DataFrame, bodies: pl.DataFrame
 ) -> pl.DataFrame:
