@@ -286,3 +286,26 @@ def test_a_projection_in_an_older_layout_is_rebuilt(store, lake):
         ("m1", DAY0, 1),
         ("m1", DAY1, 2),
     ]
+
+
+def test_folding_in_groups_of_aggregates_gives_the_same_states(store, lake, monkeypatch):
+    from pipelines.lake.projections import read_applied_events
+    from pipelines.model import fold
+
+    w = store
+    w.write(
+        DAY0,
+        [
+            *(created(w, f"m{i}", f"text {i}", seconds=i) for i in range(6)),
+            react(w, "m1", 2, "u1", "+1"),
+            edit(w, "m2", 2, "changed"),
+            delete(w, "m3", 2),
+        ],
+    )
+    project(w, lake)
+    events = read_applied_events(lake)
+    whole = fold.fold_all(events)
+    monkeypatch.setattr(fold, "FOLD_GROUP_ROWS", 2)
+    grouped = fold.fold_all(events)
+    for kind, states in whole.items():
+        assert grouped[kind].equals(states), kind

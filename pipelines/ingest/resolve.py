@@ -105,14 +105,21 @@ def conflict_rows(statuses: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataFr
 
     ``candidates`` supplies ``source_file`` for both the loser and the winner line.
     """
-    files = candidates.select([*POSITION, "source_file"])
+    losers = statuses.filter(pl.col("status").is_in(["duplicate_conflict", "version_conflict"]))
+    # only the lines involved: candidates span the whole history
+    involved = pl.concat(
+        [
+            losers.select(POSITION),
+            losers.select(pl.col(f"winner_{c}").alias(c) for c in POSITION),
+        ]
+    )
+    files = candidates.select([*POSITION, "source_file"]).join(involved, on=POSITION, how="semi")
     winner_files = files.rename({c: f"winner_{c}" for c in [*POSITION, "source_file"]})
     winner_ids = statuses.select(
         *[pl.col(c).alias(f"winner_{c}") for c in POSITION], winner_event_id=pl.col("event_id")
     )
     return (
-        statuses.filter(pl.col("status").is_in(["duplicate_conflict", "version_conflict"]))
-        .join(files, on=POSITION, how="left")
+        losers.join(files, on=POSITION, how="left")
         .join(winner_files, on=[f"winner_{c}" for c in POSITION], how="left")
         .join(winner_ids, on=[f"winner_{c}" for c in POSITION], how="left")
         .select(

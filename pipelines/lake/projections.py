@@ -120,8 +120,25 @@ def refresh_projections(lake: Lake, full: bool = False) -> ProjectionRefresh:
     return _refresh_incrementally(lake, versions, *changes)
 
 
+# What folds and snapshots read of ``events`` (not where a line came from).
+FOLD_COLUMNS = [
+    c
+    for c in EVENTS_SCHEMA.names()
+    if c
+    not in {
+        "file_index",
+        "source_file",
+        "line_number",
+        "event_id",
+        "recorded_at",
+        "actor",
+        "source",
+    }
+]
+
+
 def _rebuild(lake: Lake, versions: dict[str, str]) -> ProjectionRefresh:
-    events = read_applied_events(lake)
+    events = read_applied_events(lake, columns=FOLD_COLUMNS)
     states = fold_all(events)
     tables = project_all(events, read_bodies(lake), states)
     tables[SNAPSHOTS] = build_snapshots(events, final_states=states)

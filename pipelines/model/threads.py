@@ -40,68 +40,161 @@ def resolve_threads(links: pl.DataFrame, settled: pl.DataFrame | None = None) ->
     already known and cannot change (none of their ancestors is in ``links``); a
     parent in neither frame is missing. ``depth`` counts reply hops to the thread's
     root within the thread (0 for a root; a cycle is cut at its smallest id).
-    """
-    ids = links["message_id"].to_list()
-    explicit = dict(zip(ids, links["explicit_thread_id"].to_list(), strict=True))
-    parent_of = dict(zip(ids, links["reply_to"].to_list(), strict=True))
-    thread: dict[str, str] = {}
-    depth: dict[str, int] = {}
-    if settled is not None and not settled.is_empty():
-        known = settled["message_id"].to_list()
-        thread.update(zip(known, settled["thread_id"].to_list(), strict=True))
-        depth.update(zip(known, settled["depth"].to_list(), strict=True))
-    for start in ids:
-        if start in thread:
-            continue
-        path, on_path = [], {}
-        node, found = start, None
-        while found is None:
-            if node in thread:
-                found = thread[node]
-            elif node in on_path:  # a cycle: its smallest id names the thread
-                found = min(path[on_path[node] :])
-            elif explicit[node] is not None:
-                path.append(node)
-                found = explicit[node]
-            else:
-                parent = parent_of[node]
-                path.append(node)
-                on_path[node] = len(path) - 1
-                if parent is None:
-                    found = node
-                elif parent not in explicit and parent not in thread:
-                    found = parent
-                else:
-                    node = parent
-        for member in path:
-            thread[member] = found
 
-    for start in ids:
-        path, node = [], start
-        while node not in depth:
-            parent = parent_of.get(node)
-            if (
-                parent is None
-                or parent not in thread
-                or thread[parent] != thread[node]
-                or node == thread[node]
-                or parent in path
-            ):
-                depth[node] = 0
-                break
-            path.append(node)
-            node = parent
-        base = depth[node]
-        for offset, member in enumerate(reversed(path), 1):
-            depth[member] = base + offset
-    return pl.DataFrame(
-        {
-            "message_id": ids,
-            "thread_id": [thread[i] for i in ids],
-            "depth": [depth[i] for i in ids],
-        },
-        schema={"message_id": pl.String, "thread_id": pl.String, "depth": pl.Int64},
+    Both walks up the reply chains (to the thread, then to the root) are done for all
+    messages at once by pointer jumping; a cycle, on either walk, is cut at its smallest
+    message id, so the result does not depend on the order of the rows.
+    """
+    if settled is None:
+        settled = pl.DataFrame(schema=_RESOLVED)
+    settled = settled.select(_RESOLVED.names()).cast(_RESOLVED)
+    nodes = links.select("message_id", "explicit_thread_id", "reply_to").join(
+        settled.select("message_id"), on="message_id", how="anti"
     )
+    # where each message's parent is: among ``nodes``, among ``settled``, or missing
+    nodes = nodes.join(
+        nodes.select(reply_to="message_id", in_links=pl.lit(True)), on="reply_to", how="left"
+    ).join(
+        settled.select(
+            reply_to="message_id",
+            in_settled=pl.lit(True),
+            parent_settled_thread="thread_id",
+            parent_depth="depth",
+        ),
+        on="reply_to",
+        how="left",
+    )
+    in_links = pl.col("in_links").fill_null(False)
+    in_settled = pl.col("in_settled").fill_null(False)
+    # Thread: a message names its thread, starts one, or takes its parent's.
+    start = nodes.select(
+        "message_id",
+        thread_id=pl.when(pl.col("explicit_thread_id").is_not_null())
+        .then("explicit_thread_id")
+        .when(pl.col("reply_to").is_null())
+        .then("message_id")
+        .when(in_settled)
+        .then("parent_settled_thread")
+        .when(~in_links)
+        .then("reply_to"),  # a missing parent names the thread
+        pointer=pl.when(pl.col("explicit_thread_id").is_null() & in_links).then("reply_to"),
+        hops=pl.lit(0, dtype=pl.Int64),
+    )
+    thread = _follow(start, value=pl.col("message_id"), add_hops=False)
+    # Depth: hops up reply edges that stay inside the thread, above its root.
+    edges = (
+        nodes.with_columns(thread_id=thread["thread_id"])  # same rows, same order
+        .join(
+            thread.select(reply_to="message_id", parent_links_thread="thread_id"),
+            on="reply_to",
+            how="left",
+        )
+        .with_columns(parent_thread=pl.coalesce("parent_links_thread", "parent_settled_thread"))
+    )
+    stuck = pl.col("thread_id").is_null() | (
+        (in_links | in_settled) & pl.col("parent_thread").is_null()
+    )
+    inside = (
+        pl.col("reply_to").is_not_null()
+        & (pl.col("parent_thread") == pl.col("thread_id")).fill_null(False)
+        & (pl.col("message_id") != pl.col("thread_id"))
+    )
+    depth = _follow(
+        edges.select(
+            "message_id",
+            thread_id=pl.when(stuck)
+            .then(None)
+            .when(~inside)
+            .then(pl.lit(0, dtype=pl.Int64))
+            .when(in_settled)
+            .then(pl.col("parent_depth") + 1),
+            pointer=pl.when(~stuck & inside & in_links).then("reply_to"),
+            hops=pl.lit(1, dtype=pl.Int64),
+        ),
+        value=pl.lit(0, dtype=pl.Int64),
+        add_hops=True,
+    )
+    return (
+        links.select("message_id")
+        .join(thread, on="message_id", how="left", maintain_order="left")
+        .join(
+            depth.select("message_id", depth="thread_id"),
+            on="message_id",
+            how="left",
+            maintain_order="left",
+        )
+        .join(settled, on="message_id", how="left", suffix="_settled", maintain_order="left")
+        .select(
+            "message_id",
+            thread_id=pl.coalesce("thread_id_settled", "thread_id"),
+            depth=pl.coalesce("depth_settled", "depth").cast(pl.Int64),
+        )
+    )
+
+
+_RESOLVED = pl.Schema({"message_id": pl.String, "thread_id": pl.String, "depth": pl.Int64})
+
+
+def _follow(nodes: pl.DataFrame, value: pl.Expr, add_hops: bool) -> pl.DataFrame:
+    """``_jump``, with every ``pointer`` cycle cut at its smallest message, which gets
+    ``value`` and no pointer: the cycle and the chains into it then resolve from there,
+    whatever the order of the rows. Cycles are rare, so they are found by walking, among
+    the messages that reached no value."""
+    result = _jump(nodes, add_hops)
+    unresolved = result.filter(pl.col("thread_id").is_null())["message_id"]
+    stuck = nodes.filter(
+        pl.col("message_id").is_in(unresolved.implode()) & pl.col("pointer").is_not_null()
+    )
+    pointer = dict(zip(stuck["message_id"].to_list(), stuck["pointer"].to_list(), strict=True))
+    smallest = set()
+    for start in pointer:
+        seen: dict[str, int] = {}
+        path, node = [], start
+        while node in pointer and node not in seen:
+            seen[node] = len(path)
+            path.append(node)
+            node = pointer[node]
+        if node in seen:
+            smallest.add(min(path[seen[node] :]))
+    if not smallest:
+        return result
+    cut = pl.col("message_id").is_in(sorted(smallest))
+    return _jump(
+        nodes.with_columns(
+            thread_id=pl.when(cut).then(value).otherwise("thread_id"),
+            pointer=pl.when(cut).then(None).otherwise("pointer"),
+        ),
+        add_hops,
+    )
+
+
+def _jump(nodes: pl.DataFrame, add_hops: bool) -> pl.DataFrame:
+    """Follow ``pointer`` until a message with a value (``thread_id``) is reached, by
+    pointer jumping: each round doubles the distance covered. With ``add_hops`` the value
+    found is increased by the hops walked. Messages that never reach a value (cycles)
+    keep a null."""
+    done = nodes.filter(pl.col("thread_id").is_not_null()).select("message_id", "thread_id")
+    todo = nodes.filter(pl.col("thread_id").is_null() & pl.col("pointer").is_not_null())
+    while not todo.is_empty():
+        step = todo.join(
+            done.rename({"message_id": "pointer", "thread_id": "found"}), on="pointer", how="left"
+        ).join(
+            todo.select(pointer="message_id", next="pointer", next_hops="hops"),
+            on="pointer",
+            how="left",
+        )
+        value = pl.col("found") + pl.col("hops") if add_hops else pl.col("found")
+        finished = step.filter(pl.col("found").is_not_null()).select("message_id", thread_id=value)
+        if finished.is_empty():  # the nearest unfinished one always finishes: only cycles left
+            break
+        done = pl.concat([done, finished])
+        todo = step.filter(pl.col("found").is_null() & pl.col("next").is_not_null()).select(
+            "message_id",
+            "thread_id",
+            pointer="next",
+            hops=pl.col("hops") + pl.col("next_hops") if add_hops else "hops",
+        )
+    return nodes.select("message_id").join(done, on="message_id", how="left", maintain_order="left")
 
 
 def reply_descendants(links: pl.DataFrame, roots: pl.Series) -> pl.Series:

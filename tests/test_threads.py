@@ -1,0 +1,136 @@
+"""Thread resolution by pointer jumping equals the plain walk up each reply chain."""
+
+from __future__ import annotations
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipelines.model.threads import resolve_threads
+
+IDS = [f"m{i}" for i in range(12)]
+# parents: other messages (so chains and cycles), itself, a missing id, or none
+link = st.tuples(
+    st.none() | st.sampled_from([*IDS, "gone"]),
+    st.none() | st.sampled_from(["t", "m3", "m7"]),  # explicit thread, sometimes a message id
+)
+graph = st.dictionaries(st.sampled_from(IDS), link, min_size=1)
+
+
+def walk_threads(links: pl.DataFrame, settled: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The reference: ``resolve_threads`` by walking each chain up, one message at a time."""
+    ids = links["message_id"].to_list()
+    explicit = dict(zip(ids, links["explicit_thread_id"].to_list(), strict=True))
+    parent_of = dict(zip(ids, links["reply_to"].to_list(), strict=True))
+    thread: dict[str, str] = {}
+    depth: dict[str, int] = {}
+    if settled is not None and not settled.is_empty():
+        known = settled["message_id"].to_list()
+        thread.update(zip(known, settled["thread_id"].to_list(), strict=True))
+        depth.update(zip(known, settled["depth"].to_list(), strict=True))
+    for start in ids:
+        if start in thread:
+            continue
+        path, on_path = [], {}
+        node, found = start, None
+        while found is None:
+            if node in thread:
+                found = thread[node]
+            elif node in on_path:  # a cycle: its smallest id names the thread
+                found = min(path[on_path[node] :])
+            elif explicit[node] is not None:
+                path.append(node)
+                found = explicit[node]
+            else:
+                parent = parent_of[node]
+                path.append(node)
+                on_path[node] = len(path) - 1
+                if parent is None:
+                    found = node
+                elif parent not in explicit and parent not in thread:
+                    found = parent
+                else:
+                    node = parent
+        for member in path:
+            thread[member] = found
+
+    for start in ids:
+        path, node = [], start
+        while node not in depth:
+            parent = parent_of.get(node)
+            if (
+                parent is None
+                or parent not in thread
+                or thread[parent] != thread[node]
+                or node == thread[node]
+            ):
+                depth[node] = 0
+                break
+            walked = [*path, node]
+            if parent in walked:  # a cycle inside the thread: cut at its smallest id, walk again
+                depth[min(walked[walked.index(parent) :])] = 0
+                path, node = [], start
+                continue
+            path.append(node)
+            node = parent
+        base = depth[node]
+        for offset, member in enumerate(reversed(path), 1):
+            depth[member] = base + offset
+    return pl.DataFrame(
+        {
+            "message_id": ids,
+            "thread_id": [thread[i] for i in ids],
+            "depth": [depth[i] for i in ids],
+        },
+        schema={"message_id": pl.String, "thread_id": pl.String, "depth": pl.Int64},
+    )
+
+
+def links_frame(g: dict) -> pl.DataFrame:
+    ids = sorted(g)
+    return pl.DataFrame(
+        {
+            "message_id": ids,
+            "explicit_thread_id": [g[i][1] for i in ids],
+            "reply_to": [g[i][0] for i in ids],
+        },
+        schema={"message_id": pl.String, "explicit_thread_id": pl.String, "reply_to": pl.String},
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(graph)
+def test_pointer_jumping_equals_walking(g):
+    links = links_frame(g)
+    assert resolve_threads(links).equals(walk_threads(links))
+    # any order of the rows: the same thread and depth per message
+    shuffled = links.sample(fraction=1.0, shuffle=True, seed=len(g))
+    assert resolve_threads(shuffled).sort("message_id").equals(walk_threads(links))
+
+
+@settings(max_examples=200, deadline=None)
+@given(graph, st.sets(st.sampled_from(IDS)))
+def test_with_settled_ancestors_equals_walking_everything(g, chosen):
+    links = links_frame(g)
+    everything = walk_threads(links)
+    # settled: some messages and all their ancestors, as a refresh would pass them
+    parent = dict(zip(links["message_id"], links["reply_to"], strict=True))
+    settled_ids = set()
+    for node in chosen & set(parent):
+        while node in parent and node not in settled_ids:
+            settled_ids.add(node)
+            node = parent[node]
+    settled = everything.filter(pl.col("message_id").is_in(sorted(settled_ids)))
+    rest = links.filter(~pl.col("message_id").is_in(sorted(settled_ids)))
+    expected = everything.filter(~pl.col("message_id").is_in(sorted(settled_ids)))
+    assert resolve_threads(rest, settled).equals(expected)
+
+
+def test_a_long_chain_and_a_cycle_below_an_explicit_thread():
+    chain = {f"c{i:04d}": (f"c{i - 1:04d}" if i else None, None) for i in range(3000)}
+    # x1 names thread t and replies to x2, which replies to x1: depths must cut the cycle
+    cycle = {"x1": ("x2", "t"), "x2": ("x1", None), "x3": ("x2", None), "y": ("y", None)}
+    links = links_frame({**chain, **cycle})
+    resolved = resolve_threads(links)
+    assert resolved.equals(walk_threads(links))
+    assert resolved.filter(pl.col("message_id") == "c2999")["depth"].item() == 2999
