@@ -109,21 +109,26 @@ class _KeyIndex:
     needs ordering). A hash collision only costs an unnecessary resolution."""
 
     def __init__(self, keys: pl.DataFrame):
-        self.ids = pl.Series("id", [], dtype=pl.UInt64)
-        self.slots = pl.Series("slot", [], dtype=pl.UInt64)
-        self.add_and_check(keys)
+        self.ids, self.slots = self._hashes(keys)
+
+    @staticmethod
+    def _hashes(keys: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+        ids = keys["event_id"].hash().rename("id")
+        slots = keys.select(pl.struct("aggregate_id", "version").hash()).to_series()
+        return ids, slots.rename("slot")
 
     def add_and_check(self, keys: pl.DataFrame) -> bool:
-        ids = keys["event_id"].hash()
-        slots = keys.select(pl.struct("aggregate_id", "version").hash()).to_series()
+        """Add the keys of new lines; True if one repeats among them or an earlier line's."""
+        ids, slots = self._hashes(keys)
         repeats = bool(
             ids.is_duplicated().any()
             or slots.is_duplicated().any()
-            or ids.is_in(self.ids.implode()).any()
-            or slots.is_in(self.slots.implode()).any()
+            # probe the history with the (small) new set, not the other way round
+            or self.ids.is_in(ids.implode()).any()
+            or self.slots.is_in(slots.implode()).any()
         )
-        self.ids = pl.concat([self.ids, ids.rename("id")], rechunk=True)
-        self.slots = pl.concat([self.slots, slots.rename("slot")], rechunk=True)
+        self.ids = pl.concat([self.ids, ids], rechunk=True)
+        self.slots = pl.concat([self.slots, slots], rechunk=True)
         return repeats
 
 
