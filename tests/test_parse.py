@@ -61,6 +61,7 @@ def test_good_line_is_a_row_with_typed_payload():
         (line(schema_version=0), "must be an integer >= 1"),
         (line(schema_version=None), "'schema_version' is not an integer"),
         (line(aggregate_type="thread"), "is not message, account, room or read_marker"),
+        (line(aggregate_type=["message"]), "'aggregate_type' is not a string"),
         (line(aggregate_type="room"), "does not match MessageEdited"),
         (line(recorded_at="2025-03-01T10:00:00+02:00"), "recorded_at is not an ISO-8601 UTC"),
         (line(recorded_at="yesterdayZ"), "recorded_at is not an ISO-8601 UTC"),
@@ -92,6 +93,14 @@ def test_envelope_faults_are_quarantined_with_reason(raw: bytes, reason: str):
                 "event_type": "RoomCreated",
                 "aggregate_type": "room",
                 "data": {"name": "r", "type": "forum", "platform": "p", "created_at": 1},
+            },
+            "'type' is not one of dm, group, channel",
+        ),
+        (
+            {
+                "event_type": "RoomCreated",
+                "aggregate_type": "room",
+                "data": {"name": "r", "type": ["dm"], "platform": "p", "created_at": 1},
             },
             "'type' is not one of dm, group, channel",
         ),

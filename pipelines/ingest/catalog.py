@@ -96,7 +96,7 @@ def _is_tags(value: object) -> bool:
 
 
 def _is_room_type(value: object) -> bool:
-    return value in ROOM_TYPES
+    return type(value) is str and value in ROOM_TYPES
 
 
 _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {

@@ -46,6 +46,7 @@ def envelope_fields(obj: object) -> Envelope | None:
         and event_id
         and type(event_type) is str
         and event_type
+        and type(aggregate_type) is str
         and aggregate_type in AGGREGATE_TYPES
         and type(aggregate_id) is str
         and aggregate_id
