@@ -19,7 +19,8 @@ _ABSENT = object()
 Envelope = tuple[str, str, int, str, str, int, str, dict, object]
 
 
-def _utc_text(value: object) -> bool:
+def utc_text(value: object) -> bool:
+    """The pre-check of recorded_at: a string with a "T", ending in Z or +00:00."""
     return type(value) is str and "T" in value and (value[-1] == "Z" or value.endswith("+00:00"))
 
 
@@ -54,7 +55,7 @@ def envelope_fields(obj: object) -> Envelope | None:
         and 0 < version <= INT64_MAX
         and type(schema_version) is int
         and 0 < schema_version <= INT64_MAX
-        and _utc_text(recorded_at)
+        and utc_text(recorded_at)
         and type(data) is dict
         and (metadata is _ABSENT or type(metadata) is dict)
         and AGGREGATE_OF.get(event_type, aggregate_type) == aggregate_type
@@ -111,7 +112,7 @@ def envelope_error(obj: object) -> str:
         return error
     if "recorded_at" not in obj:
         return "envelope field 'recorded_at' is missing"
-    if not _utc_text(obj["recorded_at"]):
+    if not utc_text(obj["recorded_at"]):
         return recorded_at_error(obj["recorded_at"])
     if type(obj.get("data")) is not dict:
         if "data" not in obj:

@@ -1,20 +1,27 @@
 """Parse one decompressed event file into typed rows and quarantine rows.
 
-One pass per line: orjson parse, envelope check, payload typing (with the v1
-upcast). The result holds every envelope-valid line (what ``raw_events`` keeps)
-with its typed payload and, where the catalog refuses the payload, the reason
-(what the ``events`` stage quarantines). Pure: bytes in, frames out.
+One parse per line. The fast path decodes a line straight into typed structs
+(``decode.py``, msgspec) and builds the columns of all such lines at once; a line
+it cannot take (a fault, an unknown event type, an unexpected field) goes through
+the exact per-line rules: orjson parse, envelope check, payload typing with the v1
+upcast (``envelope.py``, ``catalog.py``). Both give the same rows and reasons. The
+result holds every envelope-valid line (what ``raw_events`` keeps) with its typed
+payload and, where the catalog refuses the payload, the reason (what the ``events``
+stage quarantines). Pure: bytes in, frames out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 
 import orjson
 import polars as pl
 import pyarrow as pa
 
 from pipelines.ingest.catalog import (
+    AGGREGATE_OF,
     EPOCH_MS,
     PAYLOAD_COLUMNS,
     PAYLOAD_SCHEMA,
@@ -22,12 +29,14 @@ from pipelines.ingest.catalog import (
     PayloadError,
     type_payload,
 )
+from pipelines.ingest.decode import DECODE_ERRORS, KEYS, decode_event, payload_columns
 from pipelines.ingest.envelope import (
     MAX_LINE_BYTES,
     envelope_error,
     envelope_fields,
     recorded_at_error,
     split_lines,
+    utc_text,
 )
 
 RAW_TEXT_LIMIT = 1 << 16
@@ -86,17 +95,103 @@ def raw_text(line: bytes) -> str:
     return line[:RAW_TEXT_LIMIT].decode("utf-8", errors="replace")
 
 
-def parse_event_file(content: bytes) -> ParsedFile:
-    """Sort every line of a decompressed event file into rows, quarantine, blank or pending."""
+def parse_event_file(content: bytes, fast: bool = True) -> ParsedFile:
+    """Sort every line of a decompressed event file into rows, quarantine, blank or pending.
+
+    With ``fast=False`` every line goes through the per-line rules; the result is the same.
+    """
     lines, terminated = split_lines(content)
+    stripped = (
+        [line[:-1] if line[-1:] == b"\r" else line for line in lines] if b"\r" in content else lines
+    )
+    groups, slow = _decode(stripped) if fast else ({}, range(1, len(lines) + 1))
+    columns: dict[str, list] = {name: [] for name in ROW_SCHEMA}
+    for struct, group in groups.items():
+        _add_group(columns, struct, *group)
+    rows, quarantine, blank, pending = _parse_lines(stripped, slow, terminated)
+    if rows:
+        for column, values in zip(columns.values(), zip(*rows, strict=True), strict=True):
+            column.extend(values)
+    frame, bad_times = _frame(columns, in_order=len(groups) + bool(rows) <= 1)
+    bad_lines = {number for number, _ in bad_times}
+    quarantine = [entry for entry in quarantine if entry[0] not in bad_lines]
+    for number, value in bad_times:
+        # quoted as the per-line rules quote it: without its CR when utc_text fails
+        # (envelope_error), with it when only the parse of the time fails
+        line = lines[number - 1] if utc_text(value) else stripped[number - 1]
+        quarantine.append((number, "envelope", None, raw_text(line), recorded_at_error(value)))
+    quarantine.sort()
+    return ParsedFile(len(lines), blank, pending, frame, quarantine)
+
+
+def _decode(lines: list[bytes]) -> tuple[dict[type, tuple[list, list, list]], list[int]]:
+    """The decoded events of ``lines`` by struct, as ``(line numbers, events, lines)``,
+    and the numbers of the lines left to the per-line rules."""
+    groups: dict[type, tuple[list, list, list]] = {}
+    slow = []
+    for number, line in enumerate(lines, 1):
+        if len(line) <= MAX_LINE_BYTES:
+            try:
+                event = decode_event(line)
+            except DECODE_ERRORS:
+                pass
+            else:
+                group = groups.get(type(event))
+                if group is None:
+                    group = groups[type(event)] = ([], [], [])
+                group[0].append(number)
+                group[1].append(event)
+                group[2].append(line)
+                continue
+        slow.append(number)
+    return groups, slow
+
+
+def _add_group(columns: dict[str, list], struct: type, numbers: list, events: list, lines: list):
+    """Extend ``columns`` (ROW_SCHEMA; recorded_at as text, payload times in epoch ms) with
+    the rows of decoded events of one struct."""
+    n = len(numbers)
+    event_type, schema_version = KEYS[struct]
+    metadata = list(map(_METADATA, events))
+    group = {
+        "line_number": numbers,
+        "event_id": map(_EVENT_ID, events),
+        "event_type": [event_type] * n,
+        "schema_version": [schema_version] * n,
+        "aggregate_type": [AGGREGATE_OF[event_type]] * n,
+        "aggregate_id": map(_AGGREGATE_ID, events),
+        "version": map(_VERSION, events),
+        "recorded_at": map(_RECORDED_AT, events),
+        "line": lines,
+        "actor": map(_ACTOR, metadata),
+        "source": map(_SOURCE, metadata),
+        "known_type": [True] * n,
+        **payload_columns(struct, list(map(_DATA, events))),
+    }
+    nulls = [None] * n
+    for name, column in columns.items():
+        column.extend(group.get(name, nulls))
+
+
+_EVENT_ID, _AGGREGATE_ID, _VERSION, _RECORDED_AT, _DATA, _METADATA, _ACTOR, _SOURCE = map(
+    attrgetter,
+    ("event_id", "aggregate_id", "version", "recorded_at", "data", "metadata", "actor", "source"),
+)
+
+
+def _parse_lines(
+    lines: list[bytes], numbers: Iterable[int], terminated: bool
+) -> tuple[list[tuple], list[tuple[int, str, str | None, str, str]], int, int]:
+    """The per-line rules for lines ``numbers`` (CR stripped): their rows in ROW_SCHEMA
+    order (recorded_at as text, payload times in epoch ms), their quarantine entries
+    and the blank and pending counts."""
     last = len(lines)
     blank = pending = 0
     quarantine: list[tuple[int, str, str | None, str, str]] = []
     rows: list[tuple] = []
     loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
-    for number, line in enumerate(lines, 1):
-        if line[-1:] == b"\r":
-            line = line[:-1]
+    for number in numbers:
+        line = lines[number - 1]
         if not line.strip(b" \t"):
             blank += 1
             continue
@@ -143,55 +238,52 @@ def parse_event_file(content: bytes) -> ParsedFile:
                 *(payload or _NO_PAYLOAD),
             )
         )
-    frame = _rows_frame(rows)
-    frame, bad_times = _parse_recorded_at(frame)
-    bad_lines = {number for number, _ in bad_times}
-    quarantine = [entry for entry in quarantine if entry[0] not in bad_lines]
-    for number, value in bad_times:
-        line = lines[number - 1]
-        quarantine.append((number, "envelope", None, raw_text(line), recorded_at_error(value)))
-    quarantine.sort()
-    return ParsedFile(last, blank, pending, frame, quarantine)
+    return rows, quarantine, blank, pending
 
 
-def _rows_frame(rows: list[tuple]) -> pl.DataFrame:
-    # pyarrow builds nested columns (tags, attachments) from Python lists far faster.
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in ROW_SCHEMA]
-    arrays = {}
-    for (name, dtype), values in zip(ROW_SCHEMA.items(), columns, strict=True):
-        if name == "line":
-            # the line's bytes, as read: valid UTF-8 (orjson parsed them), validated by the cast
-            arrays[name] = pa.array(values, type=pa.large_binary()).cast(pa.large_string())
-            continue
-        if name == "recorded_at":
-            dtype = pl.String()
-        elif dtype == TIME:
-            dtype = pl.Int64()  # epoch milliseconds, cast below
-        arrays[name] = pa.array(values, type=_ARROW_TYPES[dtype])
-    frame = pl.from_arrow(pa.table(arrays))
-    times = [name for name, dtype in PAYLOAD_SCHEMA.items() if dtype == TIME]
-    return frame.with_columns(pl.col(times).cast(EPOCH_MS).cast(TIME))
+def _frame(columns: dict[str, list], in_order: bool) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
+    """The rows of ``columns`` typed as ROW_SCHEMA, in line order (sorted unless
+    ``in_order``), and the ``(line_number, recorded_at)`` of the rows whose recorded_at
+    fails ``utc_text`` or does not parse, which leave the frame."""
+    frame = pl.DataFrame([_series(name, values) for name, values in columns.items()])
+    text = pl.col("recorded_at")
+    utc = text.str.contains("T", literal=True) & (
+        text.str.ends_with("Z") | text.str.ends_with("+00:00")
+    )
+    parsed = (
+        text.str.replace(r"Z$", "+00:00")
+        .str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us")
+        .dt.convert_time_zone("UTC")
+    )
+    lazy = frame.lazy() if in_order else frame.lazy().sort("line_number")
+    frame = lazy.with_columns(
+        pl.col(_TIMES).cast(EPOCH_MS).cast(TIME), pl.when(utc).then(parsed).alias("recorded_at")
+    ).collect()
+    if not frame["recorded_at"].null_count():
+        return frame, []
+    texts = dict(zip(columns["line_number"], columns["recorded_at"], strict=True))
+    bad = frame.filter(pl.col("recorded_at").is_null())["line_number"].to_list()
+    return frame.filter(pl.col("recorded_at").is_not_null()), [(n, texts[n]) for n in bad]
+
+
+_TIMES = [name for name, dtype in PAYLOAD_SCHEMA.items() if dtype == TIME]
+# Payload times are built as epoch milliseconds, then cast.
+_BUILD_TYPES = {name: pl.Int64() if dtype == TIME else dtype for name, dtype in ROW_SCHEMA.items()}
+_BUILD_TYPES["recorded_at"] = pl.String()
+_BUILD_TYPES["line"] = pl.Binary()
+
+
+def _series(name: str, values: list) -> pl.Series:
+    dtype = _BUILD_TYPES[name]
+    if isinstance(dtype, pl.List):
+        # pyarrow builds nested columns (tags, attachments) from Python lists far faster.
+        return pl.Series(name, pa.array(values, type=_ARROW_TYPES[dtype]))
+    series = pl.Series(name, values, dtype)
+    # the line's bytes, as read: valid UTF-8 (the parse checked), validated by the cast
+    return series.cast(pl.String()) if name == "line" else series
 
 
 _ARROW_TYPES = {
-    pl.String(): pa.large_string(),
-    pl.Int64(): pa.int64(),
-    pl.Boolean(): pa.bool_(),
     pl.List(pl.String()): pa.large_list(pa.large_string()),
     pl.List(pl.List(pl.String())): pa.large_list(pa.large_list(pa.large_string())),
 }
-
-
-def _parse_recorded_at(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
-    """Parse recorded_at for all rows at once; rows whose time does not parse leave."""
-    parsed = frame.with_columns(
-        pl.col("recorded_at")
-        .str.replace(r"Z$", "+00:00")
-        .str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us")
-        .dt.convert_time_zone("UTC")
-        .alias("_recorded_at")
-    )
-    bad = parsed.filter(pl.col("_recorded_at").is_null())
-    good = parsed.filter(pl.col("_recorded_at").is_not_null())
-    good = good.with_columns(recorded_at=pl.col("_recorded_at")).drop("_recorded_at")
-    return good, list(zip(bad["line_number"], bad["recorded_at"], strict=True))
