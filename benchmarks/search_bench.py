@@ -127,7 +127,7 @@ def phase_next_day(store: Path, lake: Lake, last_day) -> None:
     load_content(lake, store)
     refresh = refresh_projections(lake)
     marker.write_text(f"{last_day}\n")
-    messages = refresh.written["messages"].height
+    messages = refresh.rows_written["messages"]
     began = time.perf_counter()
     embedded = update_embeddings(lake)
     middle = time.perf_counter()

@@ -46,12 +46,12 @@ def projections(lakehouse: LakehouseResource):
     """Fold the applied events into every read model and replace the tables."""
     lake = lakehouse.lake
     refresh = refresh_projections(lake)
-    for name, written in refresh.written.items():
+    for name, head in refresh.heads.items():
         yield dg.MaterializeResult(
             asset_key=name,
             metadata={
-                **table_metadata(written, SCHEMAS[name], total_rows=lake.row_count(name)),
-                "rows_rewritten": written.height,
+                **table_metadata(head, SCHEMAS[name], total_rows=lake.row_count(name)),
+                "rows_rewritten": refresh.rows_written[name],
                 "refresh": "full rebuild" if refresh.full else "incremental",
                 "changed_aggregates": refresh.changed_aggregates,
                 **refresh.versions,

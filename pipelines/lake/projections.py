@@ -83,12 +83,18 @@ KEYS = {
 
 @dataclass
 class ProjectionRefresh:
-    """What a refresh wrote: per table the rows written (all of them when ``full``)."""
+    """What a refresh wrote: per table the rows written (all of them when ``full``) and
+    the first of them."""
 
     full: bool
     versions: dict[str, str]
-    written: dict[str, pl.DataFrame] = field(default_factory=dict)
+    rows_written: dict[str, int] = field(default_factory=dict)
+    heads: dict[str, pl.DataFrame] = field(default_factory=dict)
     changed_aggregates: int = 0
+
+    def wrote(self, table: str, rows: pl.DataFrame) -> None:
+        self.rows_written[table] = rows.height
+        self.heads[table] = rows.head(5)
 
 
 def read_bodies(lake: Lake, cids: pl.Series | None = None) -> pl.DataFrame:
@@ -149,13 +155,21 @@ def _events_of(lake: Lake, ids: pl.Series, where: pl.Expr) -> pl.DataFrame:
 def _rebuild(lake: Lake, versions: dict[str, str]) -> ProjectionRefresh:
     events = read_applied_events(lake, columns=FOLD_COLUMNS)
     states = fold_all(events)
-    tables = project_all(events, read_bodies(lake), states)
-    tables[SNAPSHOTS] = build_snapshots(events, final_states=states)
+    refresh = ProjectionRefresh(full=True, versions=versions)
+    for name, frame in project_all(events, read_bodies(lake), states).items():
+        _write_whole(lake, name, frame, versions)
+        refresh.wrote(name, frame)
+        del frame  # each view leaves memory once written
+    snapshots = build_snapshots(events, final_states=states)
     del states, events
-    for name, frame in tables.items():
-        partition = PARTITIONS.get(name)
-        lake.write(name, frame, partition_by=[partition] if partition else None, metadata=versions)
-    return ProjectionRefresh(full=True, versions=versions, written=tables)
+    _write_whole(lake, SNAPSHOTS, snapshots, versions)
+    refresh.wrote(SNAPSHOTS, snapshots)
+    return refresh
+
+
+def _write_whole(lake: Lake, table: str, rows: pl.DataFrame, versions: dict[str, str]) -> None:
+    partition = PARTITIONS.get(table)
+    lake.write(table, rows, partition_by=[partition] if partition else None, metadata=versions)
 
 
 def _last_versions(lake: Lake) -> tuple[int, int] | None:
@@ -225,12 +239,11 @@ def _refresh_incrementally(
 ) -> ProjectionRefresh:
     refresh = ProjectionRefresh(full=False, versions=versions)
     refresh.changed_aggregates = changed.select("aggregate_id").n_unique()
-    write = refresh.written
 
     old_messages, new_messages, message_events = _refresh_messages(
         lake, changed, new_cids, versions
     )
-    write["messages"] = new_messages
+    refresh.wrote("messages", new_messages)
     rewritten = pl.concat([old_messages, new_messages])
 
     thread_ids = rewritten["thread_id"].drop_nulls().unique()
@@ -238,8 +251,9 @@ def _refresh_incrementally(
     new_threads = build_threads(
         _read_where_in(lake, "messages", "thread_id", thread_ids, THREADS_INPUT)
     )
-    write["threads"] = _replace_keys(
-        lake, "threads", new_threads, thread_ids.to_frame("thread_id"), versions
+    refresh.wrote(
+        "threads",
+        _replace_keys(lake, "threads", new_threads, thread_ids.to_frame("thread_id"), versions),
     )
     threads = pl.concat([old_threads, new_threads])
 
@@ -254,8 +268,9 @@ def _refresh_incrementally(
         "read_markers", READ_MARKER_STATE_SCHEMA, where=_isin("marker_id", marker_ids)
     )
     markers = fold_read_markers(changed_events)
-    write["read_markers"] = _replace_keys(
-        lake, "read_markers", markers, marker_ids.to_frame("marker_id"), versions
+    refresh.wrote(
+        "read_markers",
+        _replace_keys(lake, "read_markers", markers, marker_ids.to_frame("marker_id"), versions),
     )
 
     new_events = pl.concat([changed_events, message_events], how="diagonal_relaxed")
@@ -273,8 +288,9 @@ def _refresh_incrementally(
         .unique()
     )
     accounts = _account_rows(lake, account_ids, changed, new_events, removed)
-    write["accounts"] = _replace_keys(
-        lake, "accounts", accounts, account_ids.to_frame("account_id"), versions
+    refresh.wrote(
+        "accounts",
+        _replace_keys(lake, "accounts", accounts, account_ids.to_frame("account_id"), versions),
     )
     room_ids = (
         pl.concat(
@@ -290,7 +306,9 @@ def _refresh_incrementally(
         .unique()
     )
     rooms = _room_rows(lake, room_ids, changed, new_events, removed)
-    write["rooms"] = _replace_keys(lake, "rooms", rooms, room_ids.to_frame("room_id"), versions)
+    refresh.wrote(
+        "rooms", _replace_keys(lake, "rooms", rooms, room_ids.to_frame("room_id"), versions)
+    )
 
     unread = build_unread(
         rooms,
@@ -302,10 +320,10 @@ def _refresh_incrementally(
     stale = lake.read(
         "unread", UNREAD_SCHEMA, columns=["account_id", "room_id"], where=_isin("room_id", room_ids)
     )
-    write["unread"] = _replace_keys(lake, "unread", unread, stale, versions)
+    refresh.wrote("unread", _replace_keys(lake, "unread", unread, stale, versions))
 
-    write["platform_daily"] = _refresh_platform_days(lake, rewritten, threads, versions)
-    write[SNAPSHOTS] = _refresh_snapshots(lake, changed, new_events, versions)
+    refresh.wrote("platform_daily", _refresh_platform_days(lake, rewritten, threads, versions))
+    refresh.wrote(SNAPSHOTS, _refresh_snapshots(lake, changed, new_events, versions))
     return refresh
 
 
