@@ -9,6 +9,7 @@ depend on how the work was split.
 
 from __future__ import annotations
 
+import io
 import os
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -115,8 +116,18 @@ def read_day(store: Path, day: date) -> DayBatch:
     )
 
 
-def _read_day_args(args: tuple[Path, date]) -> DayBatch:
-    return read_day(*args)
+def _read_day_packed(args: tuple[Path, date]) -> tuple[bytes, pl.DataFrame, pl.DataFrame, Counter]:
+    """``read_day`` in a pool worker. The rows travel as an Arrow IPC stream, which the
+    parent reads in about half the time of a pickled frame (``_unpack``)."""
+    batch = read_day(*args)
+    sink = io.BytesIO()
+    batch.rows.write_ipc_stream(sink, compression="uncompressed")
+    return sink.getvalue(), batch.quarantine, batch.index_report, batch.counts
+
+
+def _unpack(packed: tuple[bytes, pl.DataFrame, pl.DataFrame, Counter]) -> DayBatch:
+    rows, quarantine, index_report, counts = packed
+    return DayBatch(pl.read_ipc_stream(io.BytesIO(rows)), quarantine, index_report, counts)
 
 
 def concat_batches(parts: list[DayBatch]) -> DayBatch:
@@ -141,11 +152,11 @@ def _bounded_map(
     """``pool.map`` in order, with at most ``ahead`` days parsed but not yet consumed."""
     pending: deque = deque()
     for item in items:
-        pending.append(pool.submit(_read_day_args, item))
+        pending.append(pool.submit(_read_day_packed, item))
         if len(pending) > ahead:
-            yield pending.popleft().result()
+            yield _unpack(pending.popleft().result())
     while pending:
-        yield pending.popleft().result()
+        yield _unpack(pending.popleft().result())
 
 
 def iter_day_batches(
@@ -163,7 +174,14 @@ def iter_day_batches(
         results: Iterator[DayBatch] = (read_day(store, day) for day in days)
         pool = None
     else:
-        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+        # Workers run polars on one thread (set before they import it): the workers
+        # already fill the cores, and on per-file frames polars' pool mostly waits.
+        pool = ProcessPoolExecutor(
+            workers,
+            mp_context=get_context("spawn"),
+            initializer=os.putenv,
+            initargs=("POLARS_MAX_THREADS", "1"),
+        )
         results = _bounded_map(pool, [(store, d) for d in days], ahead=_AHEAD_DAYS)
     try:
         group_days: list[date] = []
