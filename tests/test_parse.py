@@ -131,6 +131,18 @@ def test_envelope_faults_are_quarantined_with_reason(raw: bytes, reason: str):
             },
             "optional data field 'thread_id' is not a string",
         ),
+        (
+            {"event_type": "MessageEdited", "data": {"content_cid": "c", "edited_at": 10**16}},
+            "'edited_at' is out of range (epoch milliseconds of years 1-9999)",
+        ),
+        (
+            {
+                "event_type": "MessageCreated",
+                "schema_version": 1,
+                "data": {"author": "a", "text": "t", "channel": "c", "ts": -1e12, "platform": "p"},
+            },
+            "'ts' is out of range (epoch seconds of years 1-9999)",
+        ),
     ],
 )
 def test_payload_faults_keep_the_raw_row_but_are_quarantined(changes: dict, reason: str):
@@ -203,3 +215,14 @@ def test_invalid_utf8_line_is_quarantined_not_lost():
     parsed = parse(b'{"event_id": "\xff"}', line())
     assert parsed.rows.height == 1
     assert parsed.quarantine[0][0] == 1 and "not JSON" in parsed.quarantine[0][4]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_payload_times_at_the_ends_of_the_calendar_are_kept(fast: bool):
+    lines = [
+        line(event_type="MessageEdited", data={"content_cid": "c", "edited_at": edge})
+        for edge in (-62_135_596_800_000, 253_402_300_799_999)
+    ]
+    parsed = parse_event_file(b"\n".join(lines) + b"\n", fast=fast)
+    assert parsed.quarantine == []
+    assert [t.year for t in parsed.rows["edited_at"]] == [1, 9999]

@@ -87,6 +87,23 @@ def _is_number(value: object) -> bool:
     return type(value) is float or _is_int(value)
 
 
+# Payload times: epoch milliseconds from 0001-01-01 to 9999-12-31 (what a datetime
+# holds); a larger value would overflow the microsecond columns and stop the run.
+MIN_TIME_MS = -62_135_596_800_000
+MAX_TIME_MS = 253_402_300_799_999
+# v1 ``ts`` in seconds, kept where ``round(ts * 1000)`` stays inside that range
+MIN_TIME_S = (MIN_TIME_MS + 1) / 1000
+MAX_TIME_S = (MAX_TIME_MS - 1) / 1000
+
+
+def _is_time(value: object) -> bool:
+    return type(value) is int and MIN_TIME_MS <= value <= MAX_TIME_MS
+
+
+def _is_seconds(value: object) -> bool:
+    return (type(value) is float or type(value) is int) and MIN_TIME_S <= value <= MAX_TIME_S
+
+
 def _is_str_list(value: object) -> bool:
     return type(value) is list and all(type(item) is str for item in value)
 
@@ -103,6 +120,8 @@ _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "str": (_is_str, "a string"),
     "int": (_is_int, "an integer"),
     "number": (_is_number, "a number"),
+    "time": (_is_time, "an integer"),
+    "seconds": (_is_seconds, "a number"),
     "str_list": (_is_str_list, "a list of strings"),
     "tags": (_is_tags, "a list of lists of strings"),
     "room_type": (_is_room_type, "one of dm, group, channel"),
@@ -123,14 +142,14 @@ CATALOG: dict[tuple[str, int], tuple[tuple[Field, ...], tuple[Field, ...]]] = {
             _f("account_id", "str"),
             _f("content_cid", "str"),
             _f("kind", "int"),
-            _f("created_at", "int"),
+            _f("created_at", "time"),
         ),
         (
             _f("thread_id", "str"),
             _f("reply_to", "str"),
             _f("room_id", "str"),
             _f("author_did", "str"),
-            _f("imported_at", "int"),
+            _f("imported_at", "time"),
             _f("tags", "tags"),
             _f("attachments", "str_list"),
         ),
@@ -140,17 +159,17 @@ CATALOG: dict[tuple[str, int], tuple[tuple[Field, ...], tuple[Field, ...]]] = {
             _f("author", "str", "account_id"),
             _f("text", "str", "body_inline"),
             _f("channel", "str", "room_id"),
-            _f("ts", "number", "created_at"),
+            _f("ts", "seconds", "created_at"),
             _f("platform", "str"),
         ),
         (_f("thread", "str", "thread_id"), _f("parent", "str", "reply_to")),
     ),
-    ("MessageEdited", 1): ((_f("content_cid", "str"), _f("edited_at", "int")), ()),
-    ("MessageDeleted", 1): ((_f("deleted_at", "int"),), (_f("reason", "str"),)),
-    ("ReactionAdded", 1): ((_f("account_id", "str"), _f("emoji", "str"), _f("at", "int")), ()),
-    ("ReactionRemoved", 1): ((_f("account_id", "str"), _f("emoji", "str"), _f("at", "int")), ()),
+    ("MessageEdited", 1): ((_f("content_cid", "str"), _f("edited_at", "time")), ()),
+    ("MessageDeleted", 1): ((_f("deleted_at", "time"),), (_f("reason", "str"),)),
+    ("ReactionAdded", 1): ((_f("account_id", "str"), _f("emoji", "str"), _f("at", "time")), ()),
+    ("ReactionRemoved", 1): ((_f("account_id", "str"), _f("emoji", "str"), _f("at", "time")), ()),
     ("AccountCreated", 1): (
-        (_f("display_name", "str"), _f("platform", "str"), _f("created_at", "int")),
+        (_f("display_name", "str"), _f("platform", "str"), _f("created_at", "time")),
         (_f("handle", "str"), _f("did", "str")),
     ),
     ("AccountUpdated", 1): ((), (_f("display_name", "str"), _f("handle", "str"), _f("did", "str"))),
@@ -159,15 +178,15 @@ CATALOG: dict[tuple[str, int], tuple[tuple[Field, ...], tuple[Field, ...]]] = {
             _f("name", "str"),
             _f("type", "room_type", "room_type"),
             _f("platform", "str"),
-            _f("created_at", "int"),
+            _f("created_at", "time"),
         ),
         (_f("server_id", "str"), _f("server_name", "str"), _f("topic", "str")),
     ),
     ("RoomUpdated", 1): ((), (_f("name", "str"), _f("topic", "str"))),
-    ("MemberJoined", 1): ((_f("account_id", "str"), _f("at", "int")), ()),
-    ("MemberLeft", 1): ((_f("account_id", "str"), _f("at", "int")), ()),
+    ("MemberJoined", 1): ((_f("account_id", "str"), _f("at", "time")), ()),
+    ("MemberLeft", 1): ((_f("account_id", "str"), _f("at", "time")), ()),
     ("ReadMarkerMoved", 1): (
-        (_f("account_id", "str"), _f("room_id", "str"), _f("read_up_to", "int")),
+        (_f("account_id", "str"), _f("room_id", "str"), _f("read_up_to", "time")),
         (),
     ),
 }
@@ -188,8 +207,17 @@ def _compile(fields: tuple[Field, ...], required: bool) -> tuple:
 _COMPILED = {key: _compile(req, True) + _compile(opt, False) for key, (req, opt) in CATALOG.items()}
 
 
+_RANGES = {
+    "time": (_is_int, "epoch milliseconds"),
+    "seconds": (_is_number, "epoch seconds"),
+}
+
+
 def _field_error(name: str, value: object, check: str, required: bool) -> str:
     kind = "required" if required else "optional"
+    if check in _RANGES and _RANGES[check][0](value):
+        unit = _RANGES[check][1]
+        return f"{kind} data field {name!r} is out of range ({unit} of years 1-9999): {value!r:.40}"
     return f"{kind} data field {name!r} is not {_CHECKS[check][1]}: {value!r:.40}"
 
 

@@ -15,13 +15,22 @@ a string here: ``parse.py`` checks it for all rows at once.
 
 from __future__ import annotations
 
+import math
 from operator import attrgetter
 from typing import Annotated, Literal, Union
 
 import msgspec
 from msgspec import Meta
 
-from pipelines.ingest.catalog import AGGREGATE_OF, CATALOG, ROOM_TYPES
+from pipelines.ingest.catalog import (
+    AGGREGATE_OF,
+    CATALOG,
+    MAX_TIME_MS,
+    MAX_TIME_S,
+    MIN_TIME_MS,
+    MIN_TIME_S,
+    ROOM_TYPES,
+)
 from pipelines.ingest.cid import cid_of
 from pipelines.ingest.envelope import INT64_MAX
 
@@ -36,6 +45,9 @@ _CHECK_TYPES = {
     "str": str,
     "int": _INT64,
     "number": _INT64 | float,
+    "time": Annotated[int, Meta(ge=MIN_TIME_MS, le=MAX_TIME_MS)],
+    "seconds": Annotated[int, Meta(ge=math.ceil(MIN_TIME_S), le=math.floor(MAX_TIME_S))]
+    | Annotated[float, Meta(ge=MIN_TIME_S, le=MAX_TIME_S)],
     "str_list": list[str],
     "tags": list[list[str]],
     "room_type": Literal[tuple(sorted(ROOM_TYPES))],
