@@ -156,10 +156,12 @@ def _rebuild(lake: Lake, versions: dict[str, str]) -> ProjectionRefresh:
     events = read_applied_events(lake, columns=FOLD_COLUMNS)
     states = fold_all(events)
     refresh = ProjectionRefresh(full=True, versions=versions)
-    for name, frame in project_all(events, read_bodies(lake), states).items():
+    views = project_all(events, read_bodies(lake), states)
+    while views:  # each view leaves memory once written
+        name, frame = views.popitem()
         _write_whole(lake, name, frame, versions)
         refresh.wrote(name, frame)
-        del frame  # each view leaves memory once written
+        del frame
     snapshots = build_snapshots(events, final_states=states)
     del states, events
     _write_whole(lake, SNAPSHOTS, snapshots, versions)
