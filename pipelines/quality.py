@@ -39,6 +39,7 @@ from pipelines.lake.tables import (
     RAW_EVENTS,
     RAW_EVENTS_SCHEMA,
 )
+from pipelines.model.fold import APPLIED
 from pipelines.model.project import project_all
 
 MAX_QUARANTINE_RATE_ENV = "LAKEHOUSE_MAX_QUARANTINE_RATE"
@@ -372,13 +373,12 @@ def recount_projections(lake: Lake) -> dict[str, Outcome]:
     Both sides are read at the versions of ``projection_snapshot``.
     """
     snapshot = projection_snapshot(lake)
-    applied = pl.col("known_type") & (pl.col("status") == "applied")
     if snapshot.events_version is None and lake.exists(EVENTS):
-        events = lake.read(EVENTS, EVENTS_SCHEMA, where=applied)
+        events = lake.read(EVENTS, EVENTS_SCHEMA, where=APPLIED)
     elif snapshot.events_version is None:
         events = pl.DataFrame(schema=EVENTS_SCHEMA)
     else:
-        events = lake.scan(EVENTS, version=snapshot.events_version).filter(applied).collect()
+        events = lake.scan(EVENTS, version=snapshot.events_version).filter(APPLIED).collect()
     body_columns = ["cid", "status", "utf8_valid"]
     if snapshot.content_version == -1:  # the refresh saw no content table
         bodies = pl.DataFrame(schema={c: CONTENT_SCHEMA[c] for c in body_columns})

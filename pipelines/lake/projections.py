@@ -22,6 +22,7 @@ from pipelines.lake.delta import Lake, in_predicate
 from pipelines.lake.tables import CONTENT, EVENTS, EVENTS_SCHEMA
 from pipelines.model.fold import (
     ACCOUNT_STATE_SCHEMA,
+    APPLIED,
     READ_MARKER_STATE_SCHEMA,
     ROOM_STATE_SCHEMA,
     fold_accounts,
@@ -109,9 +110,7 @@ def read_bodies(lake: Lake, cids: pl.Series | None = None) -> pl.DataFrame:
 def read_applied_events(
     lake: Lake, where: pl.Expr | None = None, columns: Sequence[str] | None = None
 ) -> pl.DataFrame:
-    condition = pl.col("known_type") & (pl.col("status") == "applied")
-    if where is not None:
-        condition &= where
+    condition = APPLIED if where is None else APPLIED & where
     return lake.read(EVENTS, EVENTS_SCHEMA, columns=columns, where=condition)
 
 
@@ -141,15 +140,6 @@ FOLD_COLUMNS = [
         "source",
     }
 ]
-
-
-def _events_of(lake: Lake, ids: pl.Series, where: pl.Expr) -> pl.DataFrame:
-    """Every applied event (FOLD_COLUMNS) of the aggregates ``ids``, reading only the
-    day partitions that hold them (found from a narrow first read): worth it for
-    messages, whose events cluster in a few days, not for rooms that span the year."""
-    condition = _isin("aggregate_id", ids) & where
-    days = read_applied_events(lake, condition, columns=["day"])["day"].unique()
-    return read_applied_events(lake, _isin("day", days) & condition, columns=FOLD_COLUMNS)
 
 
 def _rebuild(lake: Lake, versions: dict[str, str]) -> ProjectionRefresh:
@@ -258,6 +248,10 @@ def _refresh_incrementally(
         _replace_keys(lake, "threads", new_threads, thread_ids.to_frame("thread_id"), versions),
     )
     threads = pl.concat([old_threads, new_threads])
+    # the root messages of the threads rewritten: their authors' thread_count and days
+    roots = _read_where_in(
+        lake, "messages", "message_id", threads["root_message_id"], PLATFORM_DAILY_INPUT
+    )
 
     # Every non-message aggregate that changed, read once.
     changed_events = read_applied_events(
@@ -283,7 +277,7 @@ def _refresh_incrementally(
                 rewritten["account_id"],
                 _reactor_ids(rewritten),
                 new_events["account_id"],
-                _authors(lake, threads["root_message_id"]),
+                roots["account_id"],
             ]
         )
         .drop_nulls()
@@ -324,7 +318,7 @@ def _refresh_incrementally(
     )
     refresh.wrote("unread", _replace_keys(lake, "unread", unread, stale, versions))
 
-    refresh.wrote("platform_daily", _refresh_platform_days(lake, rewritten, threads, versions))
+    refresh.wrote("platform_daily", _refresh_platform_days(lake, rewritten, roots, versions))
     refresh.wrote(SNAPSHOTS, _refresh_snapshots(lake, changed, new_events, versions))
     return refresh
 
@@ -339,7 +333,15 @@ def _refresh_messages(
         "messages", MESSAGES_SCHEMA, columns=["message_id"], where=_isin("content_cid", new_cids)
     )["message_id"]
     touched = pl.concat([_ids(changed, "message"), with_new_body]).unique()
-    events = _events_of(lake, touched, pl.col("aggregate_type") == "message")
+    # from the days that hold them: a message's events cluster in a few days
+    events = _read_where_in(
+        lake,
+        EVENTS,
+        "aggregate_id",
+        touched,
+        FOLD_COLUMNS,
+        where=APPLIED & (pl.col("aggregate_type") == "message"),
+    )
     states = fold_messages(events)
     links = lake.read(
         "messages",
@@ -404,16 +406,23 @@ def _upsert_partitions(
 
 
 def _read_where_in(
-    lake: Lake, table: str, column: str, values: pl.Series, columns: Sequence[str] | None = None
+    lake: Lake,
+    table: str,
+    column: str,
+    values: pl.Series,
+    columns: Sequence[str] | None = None,
+    where: pl.Expr | None = None,
 ) -> pl.DataFrame:
-    """Rows of ``table`` whose ``column`` is in ``values``, reading only the partitions that
-    hold them (found from a narrow first read)."""
-    where = _isin(column, values)
-    partition = PARTITIONS.get(table)
+    """Rows of ``table`` (a projection or ``events``) whose ``column`` is in ``values``
+    (and that match ``where``), reading only the partitions that hold them (found from a
+    narrow first read)."""
+    schema = EVENTS_SCHEMA if table == EVENTS else SCHEMAS[table]
+    partition = "day" if table == EVENTS else PARTITIONS.get(table)
+    where = _isin(column, values) if where is None else _isin(column, values) & where
     if partition is not None and column != partition:
-        parts = lake.read(table, SCHEMAS[table], columns=[partition], where=where)[partition]
+        parts = lake.read(table, schema, columns=[partition], where=where)[partition]
         where = _isin(partition, parts) & where
-    return lake.read(table, SCHEMAS[table], columns=columns, where=where)
+    return lake.read(table, schema, columns=columns, where=where)
 
 
 def _replace_keys(
@@ -444,10 +453,6 @@ def _reactor_ids(messages: pl.DataFrame) -> pl.Series:
         if not reactors.is_empty()
         else pl.Series([], dtype=pl.String)
     )
-
-
-def _authors(lake: Lake, message_ids: pl.Series) -> pl.Series:
-    return _read_where_in(lake, "messages", "message_id", message_ids, ["account_id"])["account_id"]
 
 
 def _states(
@@ -540,22 +545,16 @@ def _active_messages(lake: Lake, days: pl.Series) -> pl.Series:
     own_time = pl.coalesce("created_at", "edited_at", "deleted_at", "at")
     return read_applied_events(
         lake,
-        (pl.col("aggregate_type") == "message") & _isin_dates(own_time.dt.date(), days),
+        (pl.col("aggregate_type") == "message") & own_time.dt.date().is_in(days.implode()),
         columns=["aggregate_id"],
     )["aggregate_id"].unique()
 
 
-def _isin_dates(expr: pl.Expr, days: pl.Series) -> pl.Expr:
-    return expr.is_in(days.unique().implode())
-
-
 def _refresh_platform_days(
-    lake: Lake, rewritten: pl.DataFrame, threads: pl.DataFrame, versions: dict[str, str]
+    lake: Lake, rewritten: pl.DataFrame, roots: pl.DataFrame, versions: dict[str, str]
 ) -> pl.DataFrame:
-    """Recount the (platform, day) rows that rewritten messages or threads fall on."""
-    roots = _read_where_in(
-        lake, "messages", "message_id", threads["root_message_id"], PLATFORM_DAILY_INPUT
-    )
+    """Recount the (platform, day) rows that rewritten messages or the roots of rewritten
+    threads fall on."""
     keys = (
         pl.concat([rewritten.select(roots.columns), roots])
         .select("platform", day=_activity_days())

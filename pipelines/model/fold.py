@@ -89,12 +89,12 @@ READ_MARKER_STATE_SCHEMA = pl.Schema(
 )
 
 
+# The events that projections apply: known types, status "applied".
+APPLIED = pl.col("known_type") & (pl.col("status") == "applied")
+
+
 def _of_type(events: pl.DataFrame, aggregate_type: str) -> pl.DataFrame:
-    return events.filter(
-        (pl.col("aggregate_type") == aggregate_type)
-        & pl.col("known_type")
-        & (pl.col("status") == "applied")
-    )
+    return events.filter((pl.col("aggregate_type") == aggregate_type) & APPLIED)
 
 
 def fold_messages(events: pl.DataFrame, keys: tuple[str, ...] = ()) -> pl.DataFrame:
@@ -310,7 +310,7 @@ def fold_read_markers(events: pl.DataFrame, keys: tuple[str, ...] = ()) -> pl.Da
 
 def referenced_ids(events: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
     """Accounts and rooms that applied events of known types refer to (decision 15)."""
-    known = events.filter(pl.col("known_type") & (pl.col("status") == "applied"))
+    known = events.filter(APPLIED)
     accounts = known["account_id"].drop_nulls().unique().sort()
     rooms = (
         known.filter(pl.col("event_type").is_in(["MessageCreated", "ReadMarkerMoved"]))["room_id"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipelines.model.fold import FOLDS, STATE_IDS, STATE_SCHEMAS
+from pipelines.model.fold import APPLIED, FOLDS, STATE_IDS, STATE_SCHEMAS
 
 SNAPSHOTS_SCHEMA = pl.Schema(
     {
@@ -26,11 +26,7 @@ _CHUNK_ROWS = 2_000_000
 
 def snapshot_points(events: pl.DataFrame) -> pl.DataFrame:
     """(aggregate_type, aggregate_id, as_of_day): the days on which each aggregate changed."""
-    return (
-        events.filter(pl.col("known_type") & (pl.col("status") == "applied"))
-        .select("aggregate_type", "aggregate_id", as_of_day="day")
-        .unique()
-    )
+    return events.filter(APPLIED).select("aggregate_type", "aggregate_id", as_of_day="day").unique()
 
 
 def build_snapshots(
@@ -45,7 +41,7 @@ def build_snapshots(
     Only earlier days need a fold of a prefix of the history. ``since`` (aggregate_type,
     aggregate_id, since) limits the rows to days >= since for the aggregates it lists.
     """
-    applied = events.filter(pl.col("known_type") & (pl.col("status") == "applied"))
+    applied = events.filter(APPLIED)
     frames = []
     for aggregate_type, fold in FOLDS.items():
         id_column = STATE_IDS[aggregate_type]

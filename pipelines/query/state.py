@@ -15,7 +15,7 @@ import polars as pl
 
 from pipelines.lake.delta import Lake
 from pipelines.lake.projections import SCHEMAS, SNAPSHOTS, read_applied_events, read_bodies
-from pipelines.model.fold import FOLDS, STATE_SCHEMAS, referenced_ids
+from pipelines.model.fold import APPLIED, FOLDS, STATE_SCHEMAS, referenced_ids
 from pipelines.model.project import message_links, project_from_states
 from pipelines.model.replay import apply_events
 from pipelines.model.threads import resolve_threads
@@ -105,9 +105,7 @@ def projections_as_of(lake: Lake, day: date) -> dict[str, pl.DataFrame]:
     messages = build_messages(
         states["message"], resolve_threads(message_links(states["message"])), read_bodies(lake)
     )
-    references = lake.scan("events", None).filter(
-        (pl.col("day") <= day) & pl.col("known_type") & (pl.col("status") == "applied")
-    )
+    references = lake.scan("events", None).filter((pl.col("day") <= day) & APPLIED)
     events = references.select(
         "account_id", "room_id", "event_type", "known_type", "status"
     ).collect()
