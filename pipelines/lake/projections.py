@@ -20,6 +20,12 @@ from deltalake.exceptions import DeltaError
 from pipelines.ingest.content import CONTENT_SCHEMA
 from pipelines.lake.delta import Lake, in_predicate
 from pipelines.lake.tables import CONTENT, EVENTS, EVENTS_SCHEMA
+from pipelines.model.changes import (
+    adjust_account_measures,
+    adjust_unread,
+    count_unread,
+    unread_pairs_to_recount,
+)
 from pipelines.model.fold import (
     ACCOUNT_STATE_SCHEMA,
     APPLIED,
@@ -41,7 +47,7 @@ from pipelines.model.threads import (
     resolve_threads,
 )
 from pipelines.model.views import (
-    ACCOUNTS_INPUT,
+    ACCOUNT_MEASURES_SCHEMA,
     ACCOUNTS_SCHEMA,
     MESSAGES_SCHEMA,
     PLATFORM_DAILY_INPUT,
@@ -50,11 +56,11 @@ from pipelines.model.views import (
     ROOMS_SCHEMA,
     UNREAD_INPUT,
     UNREAD_SCHEMA,
-    build_accounts,
+    account_rows,
     build_messages,
     build_platform_daily,
     build_rooms,
-    build_unread,
+    read_positions,
 )
 
 SNAPSHOTS = "snapshots"
@@ -283,7 +289,15 @@ def _refresh_incrementally(
         .drop_nulls()
         .unique()
     )
-    accounts = _account_rows(lake, account_ids, changed, new_events, removed)
+    accounts = _account_rows(
+        lake,
+        account_ids,
+        changed,
+        new_events,
+        removed,
+        (old_messages, new_messages),
+        _root_authors(old_threads, new_threads, roots, old_messages),
+    )
     refresh.wrote(
         "accounts",
         _replace_keys(lake, "accounts", accounts, account_ids.to_frame("account_id"), versions),
@@ -306,17 +320,11 @@ def _refresh_incrementally(
         "rooms", _replace_keys(lake, "rooms", rooms, room_ids.to_frame("room_id"), versions)
     )
 
-    unread = build_unread(
-        rooms,
-        lake.read("read_markers", READ_MARKER_STATE_SCHEMA, where=_isin("room_id", room_ids)),
-        lake.read(
-            "messages", MESSAGES_SCHEMA, columns=UNREAD_INPUT, where=_isin("room_id", room_ids)
-        ),
+    stored_unread = lake.read("unread", UNREAD_SCHEMA, where=_isin("room_id", room_ids))
+    unread = _unread_rows(
+        lake, rooms, stored_unread, pl.concat([old_markers, markers]), old_messages, new_messages
     )
-    stale = lake.read(
-        "unread", UNREAD_SCHEMA, columns=["account_id", "room_id"], where=_isin("room_id", room_ids)
-    )
-    refresh.wrote("unread", _replace_keys(lake, "unread", unread, stale, versions))
+    refresh.wrote("unread", _replace_keys(lake, "unread", unread, stored_unread, versions))
 
     refresh.wrote("platform_daily", _refresh_platform_days(lake, rewritten, roots, versions))
     refresh.wrote(SNAPSHOTS, _refresh_snapshots(lake, changed, new_events, versions))
@@ -494,24 +502,109 @@ def _referenced(
     return pl.concat([before[column], new_events.filter(chosen)[column]]).drop_nulls().unique()
 
 
+def _root_authors(
+    old_threads: pl.DataFrame,
+    new_threads: pl.DataFrame,
+    roots: pl.DataFrame,
+    old_messages: pl.DataFrame,
+) -> tuple[pl.Series, pl.Series]:
+    """The authors of the old and of the new threads' root messages, one per thread with
+    a root in ``messages``, as they were before and after the refresh (``roots`` holds
+    the current rows of both sets' roots)."""
+    before = pl.concat(
+        [
+            old_messages.select("message_id", "account_id"),
+            roots.filter(~_isin("message_id", old_messages["message_id"])).select(
+                "message_id", "account_id"
+            ),
+        ]
+    )
+
+    def authors(threads: pl.DataFrame, messages: pl.DataFrame) -> pl.Series:
+        return threads.join(messages, left_on="root_message_id", right_on="message_id")[
+            "account_id"
+        ]
+
+    return authors(old_threads, before), authors(new_threads, roots.select(before.columns))
+
+
 def _account_rows(
-    lake: Lake, ids: pl.Series, changed: pl.DataFrame, new_events: pl.DataFrame, removed: bool
+    lake: Lake,
+    ids: pl.Series,
+    changed: pl.DataFrame,
+    new_events: pl.DataFrame,
+    removed: bool,
+    rewritten: tuple[pl.DataFrame, pl.DataFrame],
+    root_authors: tuple[pl.Series, pl.Series],
 ) -> pl.DataFrame:
-    """``accounts`` rows for ``ids``, from complete inputs for those accounts only."""
+    """``accounts`` rows for ``ids``: states refolded or as stored, measures adjusted by
+    the rewritten (old, new) messages and the (old, new) threads' root authors."""
     states = _states(lake, "account", ids, changed, new_events, fold_accounts, ACCOUNT_STATE_SCHEMA)
     referenced = _referenced(lake, "account_id", ids, None, new_events, removed)
-    messages = lake.read(
-        "messages",
-        MESSAGES_SCHEMA,
-        columns=ACCOUNTS_INPUT,
-        where=_isin("account_id", ids)
-        | pl.col("reactors")
-        .list.eval(pl.element().struct.field("account_id").is_in(ids.implode()))
-        .list.any(),
+    stored = lake.read(
+        "accounts",
+        ACCOUNTS_SCHEMA,
+        columns=ACCOUNT_MEASURES_SCHEMA.names(),
+        where=_isin("account_id", ids),
     )
-    roots = _isin("root_message_id", messages["message_id"])
-    threads = lake.read("threads", THREADS_SCHEMA, columns=["root_message_id"], where=roots)
-    return build_accounts(states, referenced, messages, threads).filter(_isin("account_id", ids))
+    measures, recount = adjust_account_measures(stored, *rewritten, *root_authors)
+    if not recount.is_empty():
+        times = (
+            lake.read(
+                "messages",
+                MESSAGES_SCHEMA,
+                columns=["account_id", "created_at"],
+                where=_isin("account_id", recount) & ~pl.col("deleted"),
+            )
+            .group_by("account_id")
+            .agg(
+                first_message_at=pl.col("created_at").min(),
+                last_message_at=pl.col("created_at").max(),
+            )
+        )
+        measures = measures.update(
+            recount.to_frame("account_id")
+            .join(times, on="account_id", how="left")
+            .cast(measures.select(times.columns).schema),
+            on="account_id",
+            include_nulls=True,
+        )
+    return account_rows(states, referenced, measures).filter(_isin("account_id", ids))
+
+
+def _unread_rows(
+    lake: Lake,
+    rooms: pl.DataFrame,
+    stored: pl.DataFrame,
+    marker_rows: pl.DataFrame,
+    old_messages: pl.DataFrame,
+    new_messages: pl.DataFrame,
+) -> pl.DataFrame:
+    """``unread`` rows of the current members of ``rooms``: counted afresh for new
+    members and moved markers, else the stored count adjusted by the rewritten
+    messages."""
+    members = (
+        rooms.select("room_id", account_id=pl.col("members")).explode("account_id").drop_nulls()
+    )
+    recount = unread_pairs_to_recount(members, stored, marker_rows)
+    adjusted = adjust_unread(members, stored, recount, old_messages, new_messages)
+    if recount.is_empty():
+        return adjusted
+    rooms_read = _isin("room_id", recount["room_id"])
+    pairs = recount.join(
+        read_positions(lake.read("read_markers", READ_MARKER_STATE_SCHEMA, where=rooms_read)),
+        on=["account_id", "room_id"],
+        how="left",
+    )
+    # Only the messages after the earliest position are needed (partition-pruned by month).
+    since = pairs["read_up_to"].min() if pairs["read_up_to"].null_count() == 0 else None
+    if since is not None:
+        rooms_read &= (pl.col("created_month") >= since.strftime("%Y-%m")) & (
+            pl.col("created_at") > since
+        )
+    messages = lake.read("messages", MESSAGES_SCHEMA, columns=UNREAD_INPUT, where=rooms_read)
+    counted = count_unread(pairs, messages)
+    return pl.concat([adjusted, counted]).sort("account_id", "room_id")
 
 
 def _room_rows(

@@ -185,6 +185,20 @@ def build_messages(
     )
 
 
+ACCOUNT_MEASURES_SCHEMA = pl.Schema(
+    {
+        "account_id": pl.String(),
+        "message_count": pl.Int64(),
+        "thread_count": pl.Int64(),
+        "first_message_at": TIME,
+        "last_message_at": TIME,
+        "reactions_given": pl.Int64(),
+        "reactions_received": pl.Int64(),
+    }
+)
+_ACCOUNT_COUNTS = ("message_count", "thread_count", "reactions_given", "reactions_received")
+
+
 def build_accounts(
     states: pl.DataFrame,
     referenced: pl.Series,
@@ -197,7 +211,11 @@ def build_accounts(
     reactions on live messages (decision 10); thread_count counts threads whose root
     message the account wrote.
     """
-    ids = pl.concat([states["account_id"], referenced.cast(pl.String)]).unique().sort()
+    return account_rows(states, referenced, account_measures(messages, threads))
+
+
+def account_measures(messages: pl.DataFrame, threads: pl.DataFrame) -> pl.DataFrame:
+    """Per account, what ``accounts`` counts over ``messages`` and ``threads``."""
     live = messages.filter(~pl.col("deleted"))
     authored = live.group_by("account_id").agg(
         message_count=pl.len(),
@@ -220,15 +238,34 @@ def build_accounts(
         .group_by("account_id")
         .agg(thread_count=pl.len())
     )
-    zero = ("message_count", "thread_count", "reactions_given", "reactions_received")
+    ids = (
+        pl.concat([f.select("account_id") for f in (authored, given, started)])
+        .drop_nulls()
+        .unique()
+    )
+    return (
+        ids.join(authored, on="account_id", how="left")
+        .join(given, on="account_id", how="left")
+        .join(started, on="account_id", how="left")
+        .with_columns(pl.col(_ACCOUNT_COUNTS).fill_null(0))
+        .select(ACCOUNT_MEASURES_SCHEMA.names())
+        .cast(ACCOUNT_MEASURES_SCHEMA)
+    )
+
+
+def account_rows(
+    states: pl.DataFrame, referenced: pl.Series, measures: pl.DataFrame
+) -> pl.DataFrame:
+    """``accounts`` rows: one per account with a state or referenced, with its measures
+    (zero when it has none)."""
+    ids = pl.concat([states["account_id"], referenced.cast(pl.String)]).unique().sort()
     return (
         pl.DataFrame({"account_id": ids})
         .join(states, on="account_id", how="left")
-        .join(authored, on="account_id", how="left")
-        .join(given, on="account_id", how="left")
-        .join(started, on="account_id", how="left")
+        .join(measures, on="account_id", how="left")
         .with_columns(
-            *(pl.col(c).fill_null(0) for c in zero), known=pl.col("created").fill_null(False)
+            *(pl.col(c).fill_null(0) for c in _ACCOUNT_COUNTS),
+            known=pl.col("created").fill_null(False),
         )
         .select(ACCOUNTS_SCHEMA.names())
         .cast(ACCOUNTS_SCHEMA)
@@ -308,6 +345,16 @@ def build_platform_daily(messages: pl.DataFrame, threads: pl.DataFrame) -> pl.Da
     )
 
 
+def read_positions(markers: pl.DataFrame) -> pl.DataFrame:
+    """(account_id, room_id, read_up_to): the marker that counts for each pair (the last
+    by marker_id)."""
+    return (
+        markers.sort("marker_id")
+        .unique(["account_id", "room_id"], keep="last", maintain_order=True)
+        .select("account_id", "room_id", "read_up_to")
+    )
+
+
 def build_unread(
     rooms: pl.DataFrame, markers: pl.DataFrame, messages: pl.DataFrame
 ) -> pl.DataFrame:
@@ -319,12 +366,7 @@ def build_unread(
     members = (
         rooms.select("room_id", account_id=pl.col("members")).explode("account_id").drop_nulls()
     )
-    marks = (
-        markers.sort("marker_id")
-        .unique(["account_id", "room_id"], keep="last", maintain_order=True)
-        .select("account_id", "room_id", "read_up_to")
-    )
-    pairs = members.join(marks, on=["account_id", "room_id"], how="left")
+    pairs = members.join(read_positions(markers), on=["account_id", "room_id"], how="left")
     live = messages.filter(~pl.col("deleted")).select("room_id", "account_id", "created_at")
 
     # Messages at or before t: cumulative counts at distinct times, found with an as-of join.
