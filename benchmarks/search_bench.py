@@ -135,7 +135,7 @@ def phase_next_day(store: Path, lake: Lake, last_day) -> None:
     done = time.perf_counter()
     print(
         f"next_day  {last_day}: projections rewrote {messages} messages rows in "
-        f"{len(embedded.months or [])} month(s); embeddings {embedded.embedded} new bodies in "
+        f"{len(embedded.weeks or [])} week(s); embeddings {embedded.embedded} new bodies in "
         f"{middle - began:.1f} s; index {done - middle:.1f} s (full text "
         f"{index.seconds_fulltext:.1f} s: -{index.removed} +{index.added} documents; vectors "
         f"{index.seconds_vectors:.1f} s: +{index.vectors_added} -{index.vectors_removed})"

@@ -24,7 +24,7 @@ import polars as pl
 
 from pipelines.ingest.cid import cid_of
 from pipelines.lake.delta import Lake
-from pipelines.model.views import MESSAGES_SCHEMA
+from pipelines.model.views import CREATED_WEEK, MESSAGES_SCHEMA
 from pipelines.sample.generator import COMMON_BODIES, TOPICS, compose
 from pipelines.search.api import MODES, Searcher
 from pipelines.search.build import update_embeddings, update_index
@@ -121,7 +121,7 @@ def corpus(background: int, seed: int) -> pl.DataFrame:
         deleted=pl.lit(False),
         edit_count=pl.lit(0),
         version=pl.lit(1),
-        created_month=pl.col("created_at").dt.strftime("%Y-%m"),
+        created_week=CREATED_WEEK,
     )
     missing = [
         pl.lit(None, dtype=dtype).alias(name)
@@ -159,7 +159,7 @@ def main() -> None:
     args = parser.parse_args()
     lake = Lake(args.work / f"lake-{args.background}-{args.seed}")
     messages = corpus(args.background, args.seed)
-    lake.write("messages", messages, partition_by=["created_month"])
+    lake.write("messages", messages, partition_by=["created_week"])
     embedded = update_embeddings(lake)
     update_index(lake)
     print(

@@ -205,7 +205,7 @@ def test_recount_fails_when_a_read_model_disagrees_with_the_events(store, lake):
     build_lake(store.root, lake)
     messages = pl.read_delta(str(lake.path("messages")))
     lake.write(
-        "messages", messages.filter(pl.col("message_id") != "m3"), partition_by=["created_month"]
+        "messages", messages.filter(pl.col("message_id") != "m3"), partition_by=["created_week"]
     )
     threads = pl.read_delta(str(lake.path("threads")))
     lake.write("threads", threads.with_columns(message_count=pl.col("message_count") * 2))

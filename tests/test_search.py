@@ -30,7 +30,7 @@ from pipelines.search.index import parse_query, plain_text
 from pipelines.search.rank import reciprocal_rank_fusion
 
 DAY1 = DAY0 + timedelta(days=1)
-LATER = DAY0 + timedelta(days=40)  # another created_month partition
+LATER = DAY0 + timedelta(days=40)  # another created_week partition
 
 # id: ("platform room account", text); all created on DAY0 but m_rust_later (LATER)
 CORPUS = {
@@ -232,13 +232,15 @@ def test_bodies_are_embedded_once(built):
     distinct = len({text for _, text in CORPUS.values()})
     assert first.embedded == distinct == len(CORPUS) - 1  # two messages say "thanks"
     again_embeddings, again_index = built.again
-    assert again_embeddings.embedded == 0 and again_embeddings.months == []
+    assert again_embeddings.embedded == 0 and again_embeddings.weeks == []
     assert (again_index.added, again_index.removed, again_index.rebuilt) == (0, 0, False)
     changed_embeddings, changed_index = built.after_changes
     # the edit's new text and the new message; the repost reuses m_rust's vector
     assert changed_embeddings.embedded == 2
     assert built.lake.read(EMBEDDINGS).height == distinct + 2
-    assert changed_embeddings.months == changed_index.months == [f"{DAY0:%Y-%m}"]
+    assert (
+        changed_embeddings.weeks == changed_index.weeks == [DAY0 - timedelta(days=DAY0.weekday())]
+    )
     assert not changed_index.rebuilt
     assert changed_index.removed == 2  # m_secret deleted, m_jam's old body
     assert changed_index.added == 3  # m_jam's new body, m_new, m_repost
@@ -259,6 +261,19 @@ def test_a_rebuild_embeds_nothing_and_matches_the_incremental_index(built, tmp_p
     for query in ("borrow checker", "toast", "thanks"):
         for mode in ("fts", "vector"):
             assert ids(search(copy, query, mode=mode)) == ids(search(built.lake, query, mode=mode))
+
+
+def test_an_index_of_an_earlier_layout_is_rebuilt(built, tmp_path, embedder):
+    copy = Lake(tmp_path / "lake")
+    shutil.copytree(built.lake.root, copy.root)
+    # documents as an earlier release wrote them: partitioned by month, not by week
+    documents = copy.read(DOCUMENTS).with_columns(
+        created_month=pl.col("created_week").dt.strftime("%Y-%m")
+    )
+    copy.write(DOCUMENTS, documents, partition_by=["created_month"])
+    update = update_index(copy)
+    assert update.rebuilt and update.state == built.after_changes[1].state
+    assert copy.partition_columns(DOCUMENTS) == ["created_week"]
 
 
 def test_vector_search_finds_paraphrases(built):

@@ -11,7 +11,7 @@ from pipelines.resources import LakehouseResource
 MODEL = "model"
 DESCRIPTIONS = {
     "messages": "Current state of every message: body (after edits), deletion tombstone, "
-    "reactions, thread, edit count. Partitioned by created_month.",
+    "reactions, thread, edit count. Partitioned by created_week.",
     "threads": "One row per thread: root, live message and participant counts, first/last "
     "times, depth and a Merkle root over the live messages' content CIDs.",
     "accounts": "Every account created or referenced, with live message, thread and "

@@ -1,5 +1,7 @@
 """Search assets: body embeddings and the full-text + vector index of the live messages."""
 
+from datetime import date
+
 import dagster as dg
 
 from pipelines.assets.metadata import column_schema, preview
@@ -12,8 +14,8 @@ SEARCH = "search"
 SEARCH_INDEX = "search_index"
 
 
-def _months(months: list[str] | None) -> str:
-    return "all" if months is None else ", ".join(months) or "none"
+def _weeks(weeks: list[date] | None) -> str:
+    return "all" if weeks is None else ", ".join(map(str, weeks)) or "none"
 
 
 @dg.asset(
@@ -42,7 +44,7 @@ def embeddings(lakehouse: LakehouseResource) -> dg.MaterializeResult:
             "bodies_seen": update.bodies_seen,
             "bodies_per_second": round(rate, 1),
             "messages_version": str(update.messages_version),
-            "months_scanned": _months(update.months),
+            "weeks_scanned": _weeks(update.weeks),
             "model": MODEL_ID,
         }
     )
@@ -74,7 +76,7 @@ def search_index(lakehouse: LakehouseResource) -> dg.MaterializeResult:
             "dagster/column_schema": column_schema(DOCUMENTS_SCHEMA),
             "preview": preview(update.sample),
             "refresh": "full rebuild" if update.rebuilt else "incremental",
-            "months_compared": _months(update.months),
+            "weeks_compared": _weeks(update.weeks),
             "documents_added": update.added,
             "documents_removed": update.removed,
             "vectors": state.vectors,

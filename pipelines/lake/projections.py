@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import polars as pl
 import pyarrow as pa
@@ -75,7 +76,7 @@ SCHEMAS = {
     SNAPSHOTS: SNAPSHOTS_SCHEMA,
 }
 PROJECTIONS = tuple(SCHEMAS)
-PARTITIONS = {"messages": "created_month", SNAPSHOTS: "as_of_day"}
+PARTITIONS = {"messages": "created_week", SNAPSHOTS: "as_of_day"}
 KEYS = {
     "messages": ["message_id"],
     "threads": ["thread_id"],
@@ -596,10 +597,10 @@ def _unread_rows(
         on=["account_id", "room_id"],
         how="left",
     )
-    # Only the messages after the earliest position are needed (partition-pruned by month).
+    # Only the messages after the earliest position are needed (partition-pruned by week).
     since = pairs["read_up_to"].min() if pairs["read_up_to"].null_count() == 0 else None
     if since is not None:
-        rooms_read &= (pl.col("created_month") >= since.strftime("%Y-%m")) & (
+        rooms_read &= (pl.col("created_week") >= since.date() - timedelta(days=6)) & (
             pl.col("created_at") > since
         )
     messages = lake.read("messages", MESSAGES_SCHEMA, columns=UNREAD_INPUT, where=rooms_read)

@@ -37,7 +37,7 @@ from pipelines.search.documents import (
     DOCUMENTS_SCHEMA,
     MESSAGES,
     SEARCH_DIR,
-    changed_months,
+    changed_weeks,
     document_changes,
     read_live_documents,
     vector_keys,
@@ -70,7 +70,7 @@ class EmbeddingUpdate:
     """What :func:`update_embeddings` did."""
 
     messages_version: int | None
-    months: list[str] | None  # partitions looked at (None: all)
+    weeks: list[str] | None  # partitions looked at (None: all)
     bodies_seen: int = 0  # distinct live bodies in those partitions
     embedded: int = 0  # bodies embedded now (had no vector)
     seconds_embedding: float = 0.0
@@ -82,14 +82,14 @@ def update_embeddings(lake: Lake, embedder: Embedder | None = None) -> Embedding
     """Embed every live body of ``messages`` that ``embeddings`` lacks (see module doc)."""
     version = lake.version(MESSAGES)
     since = _version(lake.commit_metadata(EMBEDDINGS).get("messages_version"))
-    months = changed_months(lake, since, version)
-    update = EmbeddingUpdate(messages_version=version, months=months)
-    if months == [] and lake.exists(EMBEDDINGS):
+    weeks = changed_weeks(lake, since, version)
+    update = EmbeddingUpdate(messages_version=version, weeks=weeks)
+    if weeks == [] and lake.exists(EMBEDDINGS):
         update.total = lake.row_count(EMBEDDINGS)
         update.table_version = lake.version(EMBEDDINGS)
         return update
     bodies = (
-        read_live_documents(lake, version, months).select("cid", "body").unique("cid").sort("cid")
+        read_live_documents(lake, version, weeks).select("cid", "body").unique("cid").sort("cid")
     )
     update.bodies_seen = bodies.height
     known = lake.read(EMBEDDINGS, EMBEDDINGS_SCHEMA, columns=["cid"])
@@ -166,7 +166,7 @@ class IndexUpdate:
     """What :func:`update_index` did."""
 
     rebuilt: bool
-    months: list[str] | None
+    weeks: list[str] | None
     removed: int = 0  # documents deleted from the full-text index (gone or changed)
     added: int = 0  # documents added to it (new or changed)
     vectors_added: int = 0
@@ -183,26 +183,26 @@ def update_index(lake: Lake, rebuild: bool = False) -> IndexUpdate:
     state = None if rebuild else read_state(lake)
     if state is not None and _fulltext_count(directory) != lake.row_count(DOCUMENTS):
         state = None  # the documents table and the full-text index disagree
+    if state is not None and lake.partition_columns(DOCUMENTS) != ["created_week"]:
+        state = None  # written by an earlier layout
     if state is None:
         _clear(lake)
     directory.mkdir(parents=True, exist_ok=True)
     messages_version = lake.version(MESSAGES)
     embeddings_version = lake.version(EMBEDDINGS)
-    months = (
-        None if state is None else changed_months(lake, state.messages_version, messages_version)
-    )
-    update = IndexUpdate(rebuilt=state is None, months=months)
+    weeks = None if state is None else changed_weeks(lake, state.messages_version, messages_version)
+    update = IndexUpdate(rebuilt=state is None, weeks=weeks)
 
     began = time.perf_counter()
-    changes = document_changes(lake, messages_version, months)
+    changes = document_changes(lake, messages_version, weeks)
     FullTextIndex(directory / FULLTEXT_DIR).apply(changes.stale_ids, changes.added)
-    if months != []:
+    if weeks != []:
         documents = changes.current.drop("body")
         lake.write(
             DOCUMENTS,
             documents,
-            predicate=None if months is None else in_predicate("created_month", months),
-            partition_by=["created_month"],
+            predicate=None if weeks is None else in_predicate("created_week", weeks),
+            partition_by=["created_week"],
             metadata={"messages_version": str(messages_version)},
         )
     update.removed, update.added = changes.removed.height, changes.added.height

@@ -6,7 +6,7 @@ came from a verified content file, else (legacy inline text) the CID of the
 text's UTF-8 bytes. ``key`` is the body's 63-bit vector-index key.
 
 ``search/documents`` is a Delta table (partitioned like ``messages`` by
-``created_month``) of the documents the index holds, without bodies: the search
+``created_week``) of the documents the index holds, without bodies: the search
 API filters and joins vector hits with it, and each update diffs the messages of
 the changed partitions against it.
 """
@@ -38,7 +38,7 @@ DOCUMENTS_SCHEMA = pl.Schema(
         "account_id": pl.String(),
         "thread_id": pl.String(),
         "created_at": MESSAGES_SCHEMA["created_at"],
-        "created_month": pl.String(),
+        "created_week": pl.Date(),
     }
 )
 # Columns that, when they change, make a document be replaced in the index.
@@ -54,7 +54,7 @@ MESSAGE_COLUMNS = [
     "body",
     "body_status",
     "deleted",
-    "created_month",
+    "created_week",
 ]
 
 
@@ -92,12 +92,13 @@ def live_documents(messages: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def changed_months(lake: Lake, since: int | None, until: int | None) -> list[str] | None:
-    """``created_month`` partitions of ``messages`` changed after version ``since`` up to
+def changed_weeks(lake: Lake, since: int | None, until: int | None) -> list[date] | None:
+    """``created_week`` partitions of ``messages`` changed after version ``since`` up to
     version ``until`` (the version being indexed).
 
-    None when that cannot be told (no previous build, a recreated table, or
-    change-feed history that is gone): the caller then compares every partition.
+    None when that cannot be told (no previous build, a recreated table, a table in an
+    earlier layout, or change-feed history that is gone): the caller then compares every
+    partition.
     """
     if until is None:
         return []
@@ -106,20 +107,22 @@ def changed_months(lake: Lake, since: int | None, until: int | None) -> list[str
     if until == since:
         return []
     try:
+        if lake.table(MESSAGES, version=since).metadata().partition_columns != ["created_week"]:
+            return None
         reader = lake.table(MESSAGES).load_cdf(
-            starting_version=since + 1, ending_version=until, columns=["created_month"]
+            starting_version=since + 1, ending_version=until, columns=["created_week"]
         )
         changes = pl.from_arrow(pa.table(reader.read_all()))
     except DeltaError:
         return None
-    return sorted(changes["created_month"].drop_nulls().unique().to_list())
+    return sorted(changes["created_week"].drop_nulls().unique().to_list())
 
 
 @dataclass
 class DocumentChanges:
-    """The net change of the documents in some partitions (all when ``months`` is None)."""
+    """The net change of the documents in some partitions (all when ``weeks`` is None)."""
 
-    months: list[str] | None
+    weeks: list[date] | None
     current: pl.DataFrame  # documents now, with body
     removed: pl.DataFrame  # documents held that are gone or changed (DOCUMENTS_SCHEMA)
     added: pl.DataFrame  # documents to (re)add, with body
@@ -132,23 +135,23 @@ class DocumentChanges:
 
 
 def read_live_documents(
-    lake: Lake, version: int | None, months: list[str] | None = None
+    lake: Lake, version: int | None, weeks: list[date] | None = None
 ) -> pl.DataFrame:
-    """Live documents (with body) of ``messages`` at ``version``, of ``months`` if given."""
+    """Live documents (with body) of ``messages`` at ``version``, of ``weeks`` if given."""
     frame = lake.scan(MESSAGES, MESSAGES_SCHEMA, version=version)
-    if months is not None:
-        frame = frame.filter(pl.col("created_month").is_in(months))
+    if weeks is not None:
+        frame = frame.filter(pl.col("created_week").is_in(weeks))
     return live_documents(frame.select(MESSAGE_COLUMNS).collect())
 
 
-def document_changes(lake: Lake, version: int | None, months: list[str] | None) -> DocumentChanges:
-    """Compare the live documents of ``months`` (every month if None) in ``messages`` at
+def document_changes(lake: Lake, version: int | None, weeks: list[date] | None) -> DocumentChanges:
+    """Compare the live documents of ``weeks`` (every week if None) in ``messages`` at
     ``version`` with the documents held."""
-    if months == []:
+    if weeks == []:
         empty = pl.DataFrame(schema={**DOCUMENTS_SCHEMA, "body": pl.String()})
         return DocumentChanges([], empty, empty.drop("body"), empty)
-    where = None if months is None else pl.col("created_month").is_in(months)
-    current = read_live_documents(lake, version, months)
+    where = None if weeks is None else pl.col("created_week").is_in(weeks)
+    current = read_live_documents(lake, version, weeks)
     held = lake.read(DOCUMENTS, DOCUMENTS_SCHEMA, where=where)
     removed = held.join(
         current.select(["message_id", *INDEXED]), on=["message_id", *INDEXED], how="anti"
@@ -156,7 +159,7 @@ def document_changes(lake: Lake, version: int | None, months: list[str] | None) 
     added = current.join(
         held.select(["message_id", *INDEXED]), on=["message_id", *INDEXED], how="anti"
     )
-    return DocumentChanges(months, current, removed.sort("message_id"), added.sort("message_id"))
+    return DocumentChanges(weeks, current, removed.sort("message_id"), added.sort("message_id"))
 
 
 @dataclass(frozen=True)
