@@ -239,8 +239,30 @@ def _refresh_incrementally(
     refresh = ProjectionRefresh(full=False, versions=versions)
     refresh.changed_aggregates = changed.select("aggregate_id").n_unique()
 
-    old_messages, new_messages, message_events = _refresh_messages(
-        lake, changed, new_cids, versions
+    with_new_body = lake.read(
+        "messages", MESSAGES_SCHEMA, columns=["message_id"], where=_isin("content_cid", new_cids)
+    )["message_id"]
+    touched = pl.concat([_ids(changed, "message"), with_new_body]).unique()
+    # Every applied event of the touched messages and of the other changed aggregates,
+    # in one scan of ``events`` (each scan opens every day's file).
+    aggregates = pl.concat(
+        [
+            changed.filter(pl.col("aggregate_type") != "message").select(
+                "aggregate_type", "aggregate_id"
+            ),
+            touched.to_frame("aggregate_id").select(
+                aggregate_type=pl.lit("message"), aggregate_id="aggregate_id"
+            ),
+        ]
+    ).unique()
+    new_events = read_applied_events(
+        lake, _isin("aggregate_id", aggregates["aggregate_id"]), columns=FOLD_COLUMNS
+    ).join(aggregates, on=["aggregate_type", "aggregate_id"], how="semi")
+    old_messages, new_messages = _refresh_messages(
+        lake,
+        touched,
+        new_events.filter(pl.col("aggregate_type") == "message"),
+        versions,
     )
     refresh.wrote("messages", new_messages)
     rewritten = pl.concat([old_messages, new_messages])
@@ -260,23 +282,16 @@ def _refresh_incrementally(
         lake, "messages", "message_id", threads["root_message_id"], PLATFORM_DAILY_INPUT
     )
 
-    # Every non-message aggregate that changed, read once.
-    changed_events = read_applied_events(
-        lake,
-        _isin("aggregate_id", changed["aggregate_id"]) & (pl.col("aggregate_type") != "message"),
-        columns=FOLD_COLUMNS,
-    )
     marker_ids = _ids(changed, "read_marker")
     old_markers = lake.read(
         "read_markers", READ_MARKER_STATE_SCHEMA, where=_isin("marker_id", marker_ids)
     )
-    markers = fold_read_markers(changed_events)
+    markers = fold_read_markers(new_events)
     refresh.wrote(
         "read_markers",
         _replace_keys(lake, "read_markers", markers, marker_ids.to_frame("marker_id"), versions),
     )
 
-    new_events = pl.concat([changed_events, message_events], how="diagonal_relaxed")
     account_ids = (
         pl.concat(
             [
@@ -333,24 +348,11 @@ def _refresh_incrementally(
 
 
 def _refresh_messages(
-    lake: Lake, changed: pl.DataFrame, new_cids: pl.Series, versions: dict[str, str]
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Refold changed messages (and those whose body arrived), re-thread their reply
-    descendants, and upsert them. Returns the old and the new rows of every message
-    touched, and the events refolded."""
-    with_new_body = lake.read(
-        "messages", MESSAGES_SCHEMA, columns=["message_id"], where=_isin("content_cid", new_cids)
-    )["message_id"]
-    touched = pl.concat([_ids(changed, "message"), with_new_body]).unique()
-    # from the days that hold them: a message's events cluster in a few days
-    events = _read_where_in(
-        lake,
-        EVENTS,
-        "aggregate_id",
-        touched,
-        FOLD_COLUMNS,
-        where=APPLIED & (pl.col("aggregate_type") == "message"),
-    )
+    lake: Lake, touched: pl.Series, events: pl.DataFrame, versions: dict[str, str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Refold the ``touched`` messages (changed, or whose body arrived) from ``events``
+    (all of their applied events), re-thread their reply descendants, and upsert them.
+    Returns the old and the new rows of every message touched."""
     states = fold_messages(events)
     links = lake.read(
         "messages",
@@ -387,7 +389,7 @@ def _refresh_messages(
     )
     new_rows = pl.concat([refolded, moved]).sort("message_id")
     _upsert_partitions(lake, "messages", new_rows, old_rows, versions)
-    return old_rows, new_rows, events
+    return old_rows, new_rows
 
 
 def _upsert_partitions(
@@ -422,11 +424,10 @@ def _read_where_in(
     columns: Sequence[str] | None = None,
     where: pl.Expr | None = None,
 ) -> pl.DataFrame:
-    """Rows of ``table`` (a projection or ``events``) whose ``column`` is in ``values``
-    (and that match ``where``), reading only the partitions that hold them (found from a
-    narrow first read)."""
-    schema = EVENTS_SCHEMA if table == EVENTS else SCHEMAS[table]
-    partition = "day" if table == EVENTS else PARTITIONS.get(table)
+    """Rows of projection ``table`` whose ``column`` is in ``values`` (and that match
+    ``where``), reading only the partitions that hold them (found from a narrow first
+    read)."""
+    schema, partition = SCHEMAS[table], PARTITIONS.get(table)
     where = _isin(column, values) if where is None else _isin(column, values) & where
     if partition is not None and column != partition:
         parts = lake.read(table, schema, columns=[partition], where=where)[partition]
