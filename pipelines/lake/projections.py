@@ -76,7 +76,7 @@ SCHEMAS = {
     SNAPSHOTS: SNAPSHOTS_SCHEMA,
 }
 PROJECTIONS = tuple(SCHEMAS)
-PARTITIONS = {"messages": "created_week", SNAPSHOTS: "as_of_day"}
+PARTITIONS = {"messages": "created_week", "threads": "started_week", SNAPSHOTS: "as_of_day"}
 KEYS = {
     "messages": ["message_id"],
     "threads": ["thread_id"],
@@ -272,10 +272,8 @@ def _refresh_incrementally(
     new_threads = build_threads(
         _read_where_in(lake, "messages", "thread_id", thread_ids, THREADS_INPUT)
     )
-    refresh.wrote(
-        "threads",
-        _replace_keys(lake, "threads", new_threads, thread_ids.to_frame("thread_id"), versions),
-    )
+    _upsert_partitions(lake, "threads", new_threads, old_threads, versions)
+    refresh.wrote("threads", new_threads)
     threads = pl.concat([old_threads, new_threads])
     # the root messages of the threads rewritten: their authors' thread_count and days
     roots = _read_where_in(

@@ -13,6 +13,7 @@ import hashlib
 import polars as pl
 
 from pipelines.ingest.catalog import TIME
+from pipelines.model.weeks import week_of
 
 THREADS_SCHEMA = pl.Schema(
     {
@@ -28,6 +29,7 @@ THREADS_SCHEMA = pl.Schema(
         "last_message_id": pl.String(),
         "max_depth": pl.Int64(),
         "merkle_root": pl.String(),
+        "started_week": pl.Date(),  # the partition: the week the root message was created
     }
 )
 
@@ -262,7 +264,13 @@ def build_threads(messages: pl.DataFrame) -> pl.DataFrame:
         )
         .group_by("thread_id", maintain_order=True)
         .first()
-        .select("thread_id", "room_id", "platform", root_message_id="message_id")
+        .select(
+            "thread_id",
+            "room_id",
+            "platform",
+            root_message_id="message_id",
+            started_week=week_of("created_at"),
+        )
     )
     everything = ordered.group_by("thread_id").agg(
         total_message_count=pl.len().cast(pl.Int64), max_depth=pl.col("depth").max()

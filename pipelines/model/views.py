@@ -10,6 +10,7 @@ import polars as pl
 
 from pipelines.ingest.catalog import TIME
 from pipelines.model.fold import ACCOUNT_STATE_SCHEMA, MESSAGE_STATE_SCHEMA, ROOM_STATE_SCHEMA
+from pipelines.model.weeks import week_of
 
 REACTION_COUNT = pl.Struct({"emoji": pl.String(), "count": pl.Int64()})
 
@@ -113,10 +114,8 @@ UNREAD_SCHEMA = pl.Schema(
 )
 
 
-# The partition of a message: the Monday (UTC) of the week it was created in. Weeks
-# keep a day's rewrite small (a month of a busy store is 100k+ rows) and a full scan
-# to about 200 files a year (days would be 365).
-CREATED_WEEK = pl.col("created_at").dt.truncate("1w").dt.date()
+# The partition of a message (see ``model/weeks.py``).
+CREATED_WEEK = week_of("created_at")
 
 # The ``messages`` columns each view reads: a refresh reads no more than these.
 ACCOUNTS_INPUT = ("message_id", "account_id", "deleted", "created_at", "reaction_count", "reactors")
