@@ -23,6 +23,7 @@ from pipelines.lake.delta import Lake, in_predicate
 from pipelines.lake.tables import CONTENT, EVENTS, EVENTS_SCHEMA
 from pipelines.model.changes import (
     adjust_account_measures,
+    adjust_room_measures,
     adjust_unread,
     count_unread,
     unread_pairs_to_recount,
@@ -53,6 +54,7 @@ from pipelines.model.views import (
     MESSAGES_SCHEMA,
     PLATFORM_DAILY_INPUT,
     PLATFORM_DAILY_SCHEMA,
+    ROOM_MEASURES_SCHEMA,
     ROOMS_INPUT,
     ROOMS_SCHEMA,
     UNREAD_INPUT,
@@ -60,8 +62,9 @@ from pipelines.model.views import (
     account_rows,
     build_messages,
     build_platform_daily,
-    build_rooms,
     read_positions,
+    room_measures,
+    room_rows,
 )
 
 SNAPSHOTS = "snapshots"
@@ -329,7 +332,7 @@ def _refresh_incrementally(
         .drop_nulls()
         .unique()
     )
-    rooms = _room_rows(lake, room_ids, changed, new_events, removed)
+    rooms = _room_rows(lake, room_ids, changed, new_events, removed, (old_messages, new_messages))
     refresh.wrote(
         "rooms", _replace_keys(lake, "rooms", rooms, room_ids.to_frame("room_id"), versions)
     )
@@ -608,17 +611,35 @@ def _unread_rows(
 
 
 def _room_rows(
-    lake: Lake, ids: pl.Series, changed: pl.DataFrame, new_events: pl.DataFrame, removed: bool
+    lake: Lake,
+    ids: pl.Series,
+    changed: pl.DataFrame,
+    new_events: pl.DataFrame,
+    removed: bool,
+    rewritten: tuple[pl.DataFrame, pl.DataFrame],
 ) -> pl.DataFrame:
-    """``rooms`` rows for ``ids``, from complete inputs for those rooms only."""
+    """``rooms`` rows for ``ids``: states refolded or as stored, measures adjusted by the
+    rewritten (old, new) messages."""
     states = _states(lake, "room", ids, changed, new_events, fold_rooms, ROOM_STATE_SCHEMA)
     referenced = _referenced(
         lake, "room_id", ids, ["MessageCreated", "ReadMarkerMoved"], new_events, removed
     )
-    messages = lake.read(
-        "messages", MESSAGES_SCHEMA, columns=ROOMS_INPUT, where=_isin("room_id", ids)
+    stored = lake.read(
+        "rooms", ROOMS_SCHEMA, columns=ROOM_MEASURES_SCHEMA.names(), where=_isin("room_id", ids)
     )
-    return build_rooms(states, referenced, messages)
+    measures, recount = adjust_room_measures(stored, *rewritten)
+    if not recount.is_empty():
+        last = room_measures(
+            lake.read(
+                "messages", MESSAGES_SCHEMA, columns=ROOMS_INPUT, where=_isin("room_id", recount)
+            )
+        ).select("room_id", "last_message_at")
+        measures = measures.update(
+            recount.to_frame("room_id").join(last, on="room_id", how="left"),
+            on="room_id",
+            include_nulls=True,
+        )
+    return room_rows(states, referenced, measures).filter(_isin("room_id", ids))
 
 
 def _activity_days() -> pl.Expr:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipelines.model.views import ACCOUNT_MEASURES_SCHEMA, UNREAD_SCHEMA
+from pipelines.model.views import ACCOUNT_MEASURES_SCHEMA, ROOM_MEASURES_SCHEMA, UNREAD_SCHEMA
 
 _PAIR = ["account_id", "room_id"]
 
@@ -95,20 +95,54 @@ def adjust_account_measures(
         .select(ACCOUNT_MEASURES_SCHEMA.names())
         .cast(ACCOUNT_MEASURES_SCHEMA)
     )
-    # A time an old live row held is gone when fewer live rows have it afterwards.
+    return measures, _extremes_lost(
+        live, stored, "account_id", ["first_message_at", "last_message_at"]
+    )
+
+
+def adjust_room_measures(
+    stored: pl.DataFrame, old_rows: pl.DataFrame, new_rows: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.Series]:
+    """The measures of ``rooms`` (``room_measures``) after the old ``messages`` rows were
+    replaced by the new ones. ``stored`` as in ``adjust_account_measures``; returns the
+    measures and the rooms whose last message time must be recounted."""
+    live = signed_rows(old_rows, new_rows, ["room_id", "created_at", "deleted"]).filter(
+        ~pl.col("deleted")
+    )
+    changes = (
+        live.drop_nulls("room_id")
+        .group_by("room_id")
+        .agg(
+            added=pl.col("sign").sum(),
+            added_last=pl.col("created_at").filter(pl.col("sign") > 0).max(),
+        )
+    )
+    measures = (
+        stored.select(ROOM_MEASURES_SCHEMA.names())
+        .join(changes, on="room_id", how="full", coalesce=True)
+        .with_columns(
+            message_count=pl.col("message_count").fill_null(0) + pl.col("added").fill_null(0),
+            last_message_at=pl.max_horizontal("last_message_at", "added_last"),
+        )
+        .select(ROOM_MEASURES_SCHEMA.names())
+        .cast(ROOM_MEASURES_SCHEMA)
+    )
+    return measures, _extremes_lost(live, stored, "room_id", ["last_message_at"])
+
+
+def _extremes_lost(
+    live: pl.DataFrame, stored: pl.DataFrame, key: str, extremes: list[str]
+) -> pl.Series:
+    """The ``key`` values whose stored first/last time (``extremes``) an old live row held
+    and fewer live rows hold afterwards: their time must be recounted."""
     held = (
-        live.join(
-            stored.select("account_id", "first_message_at", "last_message_at"), on="account_id"
-        )
-        .filter(
-            (pl.col("created_at") == pl.col("first_message_at"))
-            | (pl.col("created_at") == pl.col("last_message_at"))
-        )
-        .group_by("account_id", "created_at")
+        live.join(stored.select(key, *extremes), on=key)
+        .filter(pl.any_horizontal(*(pl.col("created_at") == pl.col(c) for c in extremes)))
+        .group_by(key, "created_at")
         .agg(net=pl.col("sign").sum())
         .filter(pl.col("net") < 0)
     )
-    return measures, held["account_id"].unique().sort()
+    return held[key].unique().sort()
 
 
 def unread_pairs_to_recount(

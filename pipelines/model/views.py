@@ -277,20 +277,36 @@ def account_rows(
     )
 
 
+ROOM_MEASURES_SCHEMA = pl.Schema(
+    {"room_id": pl.String(), "message_count": pl.Int64(), "last_message_at": TIME}
+)
+
+
 def build_rooms(
     states: pl.DataFrame, referenced: pl.Series, messages: pl.DataFrame
 ) -> pl.DataFrame:
     """``rooms`` rows for created rooms and every room referenced; counts of live messages."""
-    ids = pl.concat([states["room_id"], referenced.cast(pl.String)]).unique().sort()
-    stats = (
+    return room_rows(states, referenced, room_measures(messages))
+
+
+def room_measures(messages: pl.DataFrame) -> pl.DataFrame:
+    """Per room, what ``rooms`` counts over ``messages``."""
+    return (
         messages.filter(~pl.col("deleted"))
+        .drop_nulls("room_id")
         .group_by("room_id")
         .agg(message_count=pl.len(), last_message_at=pl.col("created_at").max())
+        .cast(ROOM_MEASURES_SCHEMA)
     )
+
+
+def room_rows(states: pl.DataFrame, referenced: pl.Series, measures: pl.DataFrame) -> pl.DataFrame:
+    """``rooms`` rows: one per room with a state or referenced, with its measures."""
+    ids = pl.concat([states["room_id"], referenced.cast(pl.String)]).unique().sort()
     return (
         pl.DataFrame({"room_id": ids})
         .join(states, on="room_id", how="left")
-        .join(stats, on="room_id", how="left")
+        .join(measures, on="room_id", how="left")
         .with_columns(
             known=pl.col("created").fill_null(False),
             members=pl.col("members").fill_null(pl.lit([], dtype=pl.List(pl.String))),
