@@ -95,7 +95,13 @@ class ProjectionRefresh:
 
     def wrote(self, table: str, rows: pl.DataFrame) -> None:
         self.rows_written[table] = rows.height
-        self.heads[table] = rows.head(5)
+        self.heads[table] = _head(rows)
+
+
+def _head(rows: pl.DataFrame) -> pl.DataFrame:
+    """The first five rows, copied: a slice would keep every buffer of ``rows`` alive."""
+    head = rows.head(5)
+    return pl.DataFrame(head.rows(), schema=head.schema, orient="row")
 
 
 def read_bodies(lake: Lake, cids: pl.Series | None = None) -> pl.DataFrame:
