@@ -25,13 +25,15 @@ from pipelines.model.fold import (
     APPLIED,
     READ_MARKER_STATE_SCHEMA,
     ROOM_STATE_SCHEMA,
+    aggregate_group,
     fold_accounts,
     fold_all,
     fold_messages,
     fold_read_markers,
     fold_rooms,
+    referenced_ids,
 )
-from pipelines.model.project import message_links, project_all
+from pipelines.model.project import VIEWS_INPUT, message_links, views_from_messages
 from pipelines.model.snapshots import SNAPSHOTS_SCHEMA, build_snapshots
 from pipelines.model.threads import (
     THREADS_INPUT,
@@ -148,21 +150,100 @@ FOLD_COLUMNS = [
 ]
 
 
+# Message events a rebuild carries through at once (read, fold, snapshots, ``messages``
+# rows): its memory follows one group of whole messages, not the whole history.
+REBUILD_GROUP_ROWS = 250_000
+
+
 def _rebuild(lake: Lake, versions: dict[str, str]) -> ProjectionRefresh:
-    events = read_applied_events(lake, columns=FOLD_COLUMNS)
-    states = fold_all(events)
+    """Every projection from all applied events: the rows of ``project_all`` and of
+    ``build_snapshots``. Messages go through in groups of whole aggregates, each read,
+    folded and snapshotted alone, its snapshots and ``messages`` rows written as an
+    append; the other views are built from the ``messages`` columns they read."""
     refresh = ProjectionRefresh(full=True, versions=versions)
-    views = project_all(events, read_bodies(lake), states)
+    is_message = pl.col("aggregate_type") == "message"
+    others = read_applied_events(lake, ~is_message, FOLD_COLUMNS)
+    references = [referenced_ids(others)]
+    states = fold_all(others)
+    snapshots = _PartWriter(lake, SNAPSHOTS, versions)
+    snapshots.add(build_snapshots(others, final_states=states))
+    del others
+
+    applied = lake.scan(EVENTS, EVENTS_SCHEMA).filter(APPLIED & is_message)
+    groups = max(1, -(-applied.select(pl.len()).collect().item() // REBUILD_GROUP_ROWS))
+    message_states = []
+    for group in range(groups):
+        events = read_applied_events(
+            lake, is_message & (aggregate_group(groups) == group), FOLD_COLUMNS
+        )
+        references.append(referenced_ids(events))
+        folded = fold_messages(events)
+        snapshots.add(build_snapshots(events, final_states={"message": folded}))
+        message_states.append(folded)
+        del events, folded
+    snapshots.close(refresh)
+
+    threads = resolve_threads(pl.concat([message_links(s) for s in message_states]))
+    bodies = read_bodies(lake)
+    messages = _PartWriter(lake, "messages", versions)
+    narrow = []
+    while message_states:  # each group's states leave memory once its rows are written
+        rows = build_messages(message_states.pop(0), threads, bodies)
+        messages.add(rows)
+        narrow.append(rows.select(VIEWS_INPUT))
+        del rows
+    messages.close(refresh)
+    del threads, bodies
+
+    views = views_from_messages(
+        pl.concat(narrow),
+        states["account"],
+        states["room"],
+        states["read_marker"],
+        *(pl.concat(ids).unique().sort() for ids in zip(*references, strict=True)),
+    )
+    del narrow, states
     while views:  # each view leaves memory once written
         name, frame = views.popitem()
         _write_whole(lake, name, frame, versions)
         refresh.wrote(name, frame)
         del frame
-    snapshots = build_snapshots(events, final_states=states)
-    del states, events
-    _write_whole(lake, SNAPSHOTS, snapshots, versions)
-    refresh.wrote(SNAPSHOTS, snapshots)
     return refresh
+
+
+class _PartWriter:
+    """Writes a table whole in parts with disjoint keys, each sorted by key: the first
+    part replaces the table, the others append. Read back sorted by key, the table
+    equals one written whole. Only ``close`` records ``versions``, in a last commit of
+    its own, so a rebuild stopped half-way is not taken for a finished one."""
+
+    def __init__(self, lake: Lake, table: str, versions: dict[str, str]):
+        self.lake, self.table, self.versions = lake, table, versions
+        partition = PARTITIONS.get(table)
+        self.partition_by = [partition] if partition else None
+        self.rows = 0
+        self.heads: list[pl.DataFrame] = []
+
+    def add(self, rows: pl.DataFrame) -> None:
+        rows = rows.select(SCHEMAS[self.table].names())
+        if not self.heads:
+            self.lake.write(self.table, rows, partition_by=self.partition_by)
+        else:
+            self.lake.append(self.table, rows, partition_by=self.partition_by)
+        self.rows += rows.height
+        self.heads.append(_head(rows))
+
+    def close(self, refresh: ProjectionRefresh) -> None:
+        if not self.heads:
+            self.add(pl.DataFrame(schema=SCHEMAS[self.table]))
+        self.lake.append(
+            self.table,
+            pl.DataFrame(schema=SCHEMAS[self.table]),
+            partition_by=self.partition_by,
+            metadata=self.versions,
+        )
+        refresh.rows_written[self.table] = self.rows
+        refresh.heads[self.table] = _head(pl.concat(self.heads).sort(KEYS[self.table]))
 
 
 def _write_whole(lake: Lake, table: str, rows: pl.DataFrame, versions: dict[str, str]) -> None:
