@@ -338,6 +338,11 @@ def test_a_rebuild_in_groups_of_messages_equals_one_in_a_single_group(store, tmp
             delete(w, "m3", 2, day=DAY1),
             react(w, "m4", 2, "bob", "+1", day=DAY1),
             created(w, "late", "late", day=DAY1, account="carol"),
+            # imported: created in earlier months, so `messages` has three partitions
+            *(
+                created(w, f"old{i}", "old", day=DAY1, created_at=ms(DAY0 - timedelta(days=d)))
+                for i, d in enumerate([20, 21, 22, 40, 41, 42])
+            ),
         ],
     )
     written = {}
@@ -351,6 +356,10 @@ def test_a_rebuild_in_groups_of_messages_equals_one_in_a_single_group(store, tmp
     (one_lake, one_refresh, one), (lake, refresh, grouped) = written.values()
     assert len(lake.table("snapshots").history()) > len(one_lake.table("snapshots").history())
     assert refresh.rows_written == one_refresh.rows_written
+    # every `messages` partition is still written in one file
+    assert (
+        len(lake.table("messages").file_uris()) == len(one_lake.table("messages").file_uris()) == 3
+    )
     for name, frame in one.items():
         assert grouped[name].schema == frame.schema, name
         assert grouped[name].equals(frame), name

@@ -10,7 +10,7 @@ tests check that both paths give the same tables.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -153,6 +153,8 @@ FOLD_COLUMNS = [
 # Message events a rebuild carries through at once (read, fold, snapshots, ``messages``
 # rows): its memory follows one group of whole messages, not the whole history.
 REBUILD_GROUP_ROWS = 250_000
+# ``messages`` rows (with their bodies) a rebuild builds and writes at once.
+REBUILD_MESSAGE_ROWS = 100_000
 
 
 def _rebuild(lake: Lake, versions: dict[str, str]) -> ProjectionRefresh:
@@ -165,9 +167,11 @@ def _rebuild(lake: Lake, versions: dict[str, str]) -> ProjectionRefresh:
     others = read_applied_events(lake, ~is_message, FOLD_COLUMNS)
     references = [referenced_ids(others)]
     states = fold_all(others)
+    rows = build_snapshots(others, final_states=states)
+    del others  # before the write, which holds a copy of the rows
     snapshots = _PartWriter(lake, SNAPSHOTS, versions)
-    snapshots.add(build_snapshots(others, final_states=states))
-    del others
+    snapshots.add(rows)
+    del rows
 
     applied = lake.scan(EVENTS, EVENTS_SCHEMA).filter(APPLIED & is_message)
     groups = max(1, -(-applied.select(pl.len()).collect().item() // REBUILD_GROUP_ROWS))
@@ -177,18 +181,23 @@ def _rebuild(lake: Lake, versions: dict[str, str]) -> ProjectionRefresh:
             lake, is_message & (aggregate_group(groups) == group), FOLD_COLUMNS
         )
         references.append(referenced_ids(events))
-        folded = fold_messages(events)
-        snapshots.add(build_snapshots(events, final_states={"message": folded}))
-        message_states.append(folded)
-        del events, folded
+        message_states.append(fold_messages(events))
+        rows = build_snapshots(events, final_states={"message": message_states[-1]})
+        del events
+        snapshots.add(rows)
+        del rows
     snapshots.close(refresh)
 
     threads = resolve_threads(pl.concat([message_links(s) for s in message_states]))
     bodies = read_bodies(lake)
     messages = _PartWriter(lake, "messages", versions)
     narrow = []
-    while message_states:  # each group's states leave memory once its rows are written
-        rows = build_messages(message_states.pop(0), threads, bodies)
+    # regrouped by month (as build_messages derives created_month), so that each
+    # partition is still written in one file
+    month = pl.col("created_at").dt.strftime("%Y-%m")
+    for states_of_months in _whole_partitions(message_states, month, REBUILD_MESSAGE_ROWS):
+        rows = build_messages(states_of_months, threads, bodies)
+        del states_of_months
         messages.add(rows)
         narrow.append(rows.select(VIEWS_INPUT))
         del rows
@@ -209,6 +218,33 @@ def _rebuild(lake: Lake, versions: dict[str, str]) -> ProjectionRefresh:
         refresh.wrote(name, frame)
         del frame
     return refresh
+
+
+def _whole_partitions(
+    frames: list[pl.DataFrame], partition: pl.Expr, max_rows: int
+) -> Iterator[pl.DataFrame]:
+    """The rows of ``frames`` (emptied on the way), regrouped into groups of whole
+    partitions (``partition`` gives a row's), consecutive in partition order, of about
+    ``max_rows`` rows each; one group at least, maybe empty."""
+    empty = frames[0].clear()
+    sizes = (
+        pl.concat([frame.group_by(key=partition).len() for frame in frames])
+        .group_by("key")
+        .agg(pl.col("len").sum())
+        .sort("key", nulls_last=True)
+    )
+    group_of = sizes.select("key", group=(pl.col("len").cum_sum() - pl.col("len")) // max_rows)
+    pieces = []
+    while frames:
+        tagged = (
+            frames.pop(0).with_columns(key=partition).join(group_of, on="key", nulls_equal=True)
+        )
+        pieces.append(tagged.drop("key").partition_by("group", as_dict=True, include_key=False))
+    groups = group_of["group"].unique().sort().to_list()
+    if not groups:
+        yield empty
+    for group in groups:
+        yield pl.concat([part.pop((group,)) for part in pieces if (group,) in part])
 
 
 class _PartWriter:
