@@ -4,8 +4,9 @@ Every projection commit records the ``events`` and ``content`` versions it
 reflects. A refresh reads what changed since then from the two tables' change
 feeds, refolds only the aggregates concerned, and rewrites only the rows that
 depend on them. Without a usable record (first run, vacuumed history) it
-rebuilds everything with ``project_all``, the definition of the read models;
-tests check that both paths give the same tables.
+rebuilds everything: the rows of ``project_all``, the definition of the read
+models, built group by group of messages; tests check that both paths give the
+same tables.
 """
 
 from __future__ import annotations
