@@ -309,3 +309,66 @@ def test_folding_in_groups_of_aggregates_gives_the_same_states(store, lake, monk
     grouped = fold.fold_all(events)
     for kind, states in whole.items():
         assert grouped[kind].equals(states), kind
+
+
+def test_a_rebuild_in_groups_of_messages_equals_one_in_a_single_group(store, tmp_path, monkeypatch):
+    from pipelines.lake import projections
+    from pipelines.lake.projections import read_applied_events, read_bodies
+    from pipelines.model.project import project_all
+
+    w = store
+    room = w.event("RoomCreated", "room", "r", 1, {"name": "R", "platform": "p", "created_at": 1})
+    joined = w.event("MemberJoined", "room", "r", 2, {"account_id": "bob", "at": 1})
+    marker = {"account_id": "bob", "room_id": "r", "read_up_to": ms(DAY0, 3)}
+    w.write(
+        DAY0,
+        [
+            room,
+            joined,
+            w.event("ReadMarkerMoved", "read_marker", "bob/r", 1, marker),
+            *(created(w, f"m{i}", f"text {i}", seconds=i, room="r") for i in range(8)),
+            created(w, "reply", "re", seconds=9, room="r", reply_to="m1"),
+            react(w, "m1", 2, "bob", "+1"),
+        ],
+    )
+    w.write(
+        DAY1,
+        [
+            edit(w, "m2", 2, "changed", day=DAY1),
+            delete(w, "m3", 2, day=DAY1),
+            react(w, "m4", 2, "bob", "+1", day=DAY1),
+            created(w, "late", "late", day=DAY1, account="carol"),
+            # imported: created in two earlier weeks, so `messages` has three partitions
+            *(
+                created(w, f"old{i}", "old", day=DAY1, created_at=ms(DAY0 - timedelta(days=d)))
+                for i, d in enumerate([20, 21, 22, 41, 42, 43])
+            ),
+        ],
+    )
+    written = {}
+    for group_rows in (1_000_000, 3):  # one group, then five
+        monkeypatch.setattr(projections, "REBUILD_GROUP_ROWS", group_rows)
+        lake = Lake(tmp_path / f"lake-{group_rows}")
+        load_event_days(lake, w.root, list_days(w.root))
+        load_content(lake, w.root)
+        refresh = refresh_projections(lake, full=True)
+        written[group_rows] = (lake, refresh, read_projections(lake))
+    (one_lake, one_refresh, one), (lake, refresh, grouped) = written.values()
+    assert len(lake.table("snapshots").history()) > len(one_lake.table("snapshots").history())
+    assert refresh.rows_written == one_refresh.rows_written
+    # every `messages` partition is still written in one file
+    assert (
+        len(lake.table("messages").file_uris()) == len(one_lake.table("messages").file_uris()) == 3
+    )
+    for name, frame in one.items():
+        assert grouped[name].schema == frame.schema, name
+        assert grouped[name].equals(frame), name
+        assert refresh.heads[name].equals(one_refresh.heads[name]), name
+        assert lake.partition_columns(name) == one_lake.partition_columns(name), name
+    definition = project_all(read_applied_events(lake), read_bodies(lake))
+    for name, frame in definition.items():
+        assert grouped[name].equals(frame), name
+    # a later refresh finds the grouped rebuild's record and goes incremental
+    w.write(DAY2, [react(w, "m5", 2, "bob", "+1", day=DAY2)])
+    load_event_days(lake, w.root, [DAY2])
+    assert not refresh_projections(lake).full

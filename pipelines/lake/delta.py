@@ -2,8 +2,9 @@
 
 Every write replaces a well-defined slice of a table (a window of days, a set of
 partitions, or the whole table) with ``mode="overwrite"`` and a predicate, so a
-re-run writes the same rows again instead of appending. Frames are sorted by
-their table's key before writing, so the same input gives the same files.
+re-run writes the same rows again instead of appending; an append only ever
+follows a whole-table write of the same run. Frames are sorted by their table's
+key before writing, so the same input gives the same files.
 """
 
 from __future__ import annotations
@@ -108,6 +109,41 @@ class Lake:
         Rows of ``frame`` outside the predicate make delta-rs refuse the write.
         Returns the new table version. A lost commit race is retried.
         """
+        return self._commit(
+            table,
+            frame,
+            mode="overwrite",
+            predicate=predicate if self.exists(table) else None,
+            partition_by=partition_by,
+            # a whole-table write defines the table, layout included
+            schema_mode="overwrite" if predicate is None else None,
+            metadata=metadata,
+        )
+
+    def append(
+        self,
+        table: str,
+        frame: pl.DataFrame,
+        *,
+        partition_by: Sequence[str] | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> int:
+        """Add ``frame``'s rows to the table (which must exist). Returns the new version."""
+        return self._commit(
+            table, frame, mode="append", partition_by=partition_by, metadata=metadata
+        )
+
+    def _commit(
+        self,
+        table: str,
+        frame: pl.DataFrame,
+        *,
+        mode: str,
+        partition_by: Sequence[str] | None,
+        metadata: dict[str, str] | None,
+        predicate: str | None = None,
+        schema_mode: str | None = None,
+    ) -> int:
         path = self.path(table)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrow = frame.to_arrow()
@@ -117,11 +153,10 @@ class Lake:
                 write_deltalake(
                     str(path),
                     arrow,
-                    mode="overwrite",
-                    predicate=predicate if self.exists(table) else None,
+                    mode=mode,
+                    predicate=predicate,
                     partition_by=list(partition_by) if partition_by else None,
-                    # a whole-table write defines the table, layout included
-                    schema_mode="overwrite" if predicate is None else None,
+                    schema_mode=schema_mode,
                     configuration={"delta.enableChangeDataFeed": "true"},
                     commit_properties=properties,
                 )

@@ -4,13 +4,14 @@ Every projection commit records the ``events`` and ``content`` versions it
 reflects. A refresh reads what changed since then from the two tables' change
 feeds, refolds only the aggregates concerned, and rewrites only the rows that
 depend on them. Without a usable record (first run, vacuumed history) it
-rebuilds everything with ``project_all``, the definition of the read models;
-tests check that both paths give the same tables.
+rebuilds everything: the rows of ``project_all``, the definition of the read
+models, built group by group of messages; tests check that both paths give the
+same tables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -33,13 +34,15 @@ from pipelines.model.fold import (
     APPLIED,
     READ_MARKER_STATE_SCHEMA,
     ROOM_STATE_SCHEMA,
+    aggregate_group,
     fold_accounts,
     fold_all,
     fold_messages,
     fold_read_markers,
     fold_rooms,
+    referenced_ids,
 )
-from pipelines.model.project import message_links, project_all
+from pipelines.model.project import VIEWS_INPUT, message_links, views_from_messages
 from pipelines.model.snapshots import SNAPSHOTS_SCHEMA, build_snapshots
 from pipelines.model.threads import (
     THREADS_INPUT,
@@ -51,6 +54,7 @@ from pipelines.model.threads import (
 from pipelines.model.views import (
     ACCOUNT_MEASURES_SCHEMA,
     ACCOUNTS_SCHEMA,
+    CREATED_WEEK,
     MESSAGES_SCHEMA,
     PLATFORM_DAILY_INPUT,
     PLATFORM_DAILY_SCHEMA,
@@ -105,7 +109,13 @@ class ProjectionRefresh:
 
     def wrote(self, table: str, rows: pl.DataFrame) -> None:
         self.rows_written[table] = rows.height
-        self.heads[table] = rows.head(5)
+        self.heads[table] = _head(rows)
+
+
+def _head(rows: pl.DataFrame) -> pl.DataFrame:
+    """The first five rows, copied: a slice would keep every buffer of ``rows`` alive."""
+    head = rows.head(5)
+    return pl.DataFrame(head.rows(), schema=head.schema, orient="row")
 
 
 def read_bodies(lake: Lake, cids: pl.Series | None = None) -> pl.DataFrame:
@@ -152,21 +162,135 @@ FOLD_COLUMNS = [
 ]
 
 
+# Message events a rebuild carries through at once (read, fold, snapshots, ``messages``
+# rows): its memory follows one group of whole messages, not the whole history.
+REBUILD_GROUP_ROWS = 250_000
+# ``messages`` rows (with their bodies) a rebuild builds and writes at once.
+REBUILD_MESSAGE_ROWS = 100_000
+
+
 def _rebuild(lake: Lake, versions: dict[str, str]) -> ProjectionRefresh:
-    events = read_applied_events(lake, columns=FOLD_COLUMNS)
-    states = fold_all(events)
+    """Every projection from all applied events: the rows of ``project_all`` and of
+    ``build_snapshots``. Messages go through in groups of whole aggregates, each read,
+    folded and snapshotted alone, its snapshots and ``messages`` rows written as an
+    append; the other views are built from the ``messages`` columns they read."""
     refresh = ProjectionRefresh(full=True, versions=versions)
-    views = project_all(events, read_bodies(lake), states)
+    is_message = pl.col("aggregate_type") == "message"
+    others = read_applied_events(lake, ~is_message, FOLD_COLUMNS)
+    references = [referenced_ids(others)]
+    states = fold_all(others)
+    rows = build_snapshots(others, final_states=states)
+    del others  # before the write, which holds a copy of the rows
+    snapshots = _PartWriter(lake, SNAPSHOTS, versions)
+    snapshots.add(rows)
+    del rows
+
+    applied = lake.scan(EVENTS, EVENTS_SCHEMA).filter(APPLIED & is_message)
+    groups = max(1, -(-applied.select(pl.len()).collect().item() // REBUILD_GROUP_ROWS))
+    message_states = []
+    for group in range(groups):
+        events = read_applied_events(
+            lake, is_message & (aggregate_group(groups) == group), FOLD_COLUMNS
+        )
+        references.append(referenced_ids(events))
+        message_states.append(fold_messages(events))
+        rows = build_snapshots(events, final_states={"message": message_states[-1]})
+        del events
+        snapshots.add(rows)
+        del rows
+    snapshots.close(refresh)
+
+    threads = resolve_threads(pl.concat([message_links(s) for s in message_states]))
+    bodies = read_bodies(lake)
+    messages = _PartWriter(lake, "messages", versions)
+    narrow = []
+    # regrouped by week (as build_messages derives created_week), so that each
+    # partition is still written in one file
+    for states_of_weeks in _whole_partitions(message_states, CREATED_WEEK, REBUILD_MESSAGE_ROWS):
+        rows = build_messages(states_of_weeks, threads, bodies)
+        del states_of_weeks
+        messages.add(rows)
+        narrow.append(rows.select(VIEWS_INPUT))
+        del rows
+    messages.close(refresh)
+    del threads, bodies
+
+    views = views_from_messages(
+        pl.concat(narrow),
+        states["account"],
+        states["room"],
+        states["read_marker"],
+        *(pl.concat(ids).unique().sort() for ids in zip(*references, strict=True)),
+    )
+    del narrow, states
     while views:  # each view leaves memory once written
         name, frame = views.popitem()
         _write_whole(lake, name, frame, versions)
         refresh.wrote(name, frame)
         del frame
-    snapshots = build_snapshots(events, final_states=states)
-    del states, events
-    _write_whole(lake, SNAPSHOTS, snapshots, versions)
-    refresh.wrote(SNAPSHOTS, snapshots)
     return refresh
+
+
+def _whole_partitions(
+    frames: list[pl.DataFrame], partition: pl.Expr, max_rows: int
+) -> Iterator[pl.DataFrame]:
+    """The rows of ``frames`` (emptied on the way), regrouped into groups of whole
+    partitions (``partition`` gives a row's), consecutive in partition order, of about
+    ``max_rows`` rows each; one group at least, maybe empty."""
+    empty = frames[0].clear()
+    sizes = (
+        pl.concat([frame.group_by(key=partition).len() for frame in frames])
+        .group_by("key")
+        .agg(pl.col("len").sum())
+        .sort("key", nulls_last=True)
+    )
+    group_of = sizes.select("key", group=(pl.col("len").cum_sum() - pl.col("len")) // max_rows)
+    pieces = []
+    while frames:
+        tagged = (
+            frames.pop(0).with_columns(key=partition).join(group_of, on="key", nulls_equal=True)
+        )
+        pieces.append(tagged.drop("key").partition_by("group", as_dict=True, include_key=False))
+    groups = group_of["group"].unique().sort().to_list()
+    if not groups:
+        yield empty
+    for group in groups:
+        yield pl.concat([part.pop((group,)) for part in pieces if (group,) in part])
+
+
+class _PartWriter:
+    """Writes a table whole in parts with disjoint keys, each sorted by key: the first
+    part replaces the table, the others append. Read back sorted by key, the table
+    equals one written whole. Only ``close`` records ``versions``, in a last commit of
+    its own, so a rebuild stopped half-way is not taken for a finished one."""
+
+    def __init__(self, lake: Lake, table: str, versions: dict[str, str]):
+        self.lake, self.table, self.versions = lake, table, versions
+        partition = PARTITIONS.get(table)
+        self.partition_by = [partition] if partition else None
+        self.rows = 0
+        self.heads: list[pl.DataFrame] = []
+
+    def add(self, rows: pl.DataFrame) -> None:
+        rows = rows.select(SCHEMAS[self.table].names())
+        if not self.heads:
+            self.lake.write(self.table, rows, partition_by=self.partition_by)
+        else:
+            self.lake.append(self.table, rows, partition_by=self.partition_by)
+        self.rows += rows.height
+        self.heads.append(_head(rows))
+
+    def close(self, refresh: ProjectionRefresh) -> None:
+        if not self.heads:
+            self.add(pl.DataFrame(schema=SCHEMAS[self.table]))
+        self.lake.append(
+            self.table,
+            pl.DataFrame(schema=SCHEMAS[self.table]),
+            partition_by=self.partition_by,
+            metadata=self.versions,
+        )
+        refresh.rows_written[self.table] = self.rows
+        refresh.heads[self.table] = _head(pl.concat(self.heads).sort(KEYS[self.table]))
 
 
 def _write_whole(lake: Lake, table: str, rows: pl.DataFrame, versions: dict[str, str]) -> None:

@@ -9,8 +9,12 @@ from __future__ import annotations
 import polars as pl
 
 from pipelines.model.fold import fold_all, referenced_ids
-from pipelines.model.threads import build_threads, resolve_threads
+from pipelines.model.threads import THREADS_INPUT, build_threads, resolve_threads
 from pipelines.model.views import (
+    ACCOUNTS_INPUT,
+    PLATFORM_DAILY_INPUT,
+    ROOMS_INPUT,
+    UNREAD_INPUT,
     build_accounts,
     build_messages,
     build_platform_daily,
@@ -48,10 +52,40 @@ def project_from_states(
     referenced_rooms: pl.Series,
 ) -> dict[str, pl.DataFrame]:
     """The views that aggregate over messages, given the ``messages`` rows and other states."""
+    return {
+        "messages": messages,
+        **views_from_messages(
+            messages,
+            account_states,
+            room_states,
+            marker_states,
+            referenced_accounts,
+            referenced_rooms,
+        ),
+    }
+
+
+# The ``messages`` columns that the views built from it read.
+VIEWS_INPUT = tuple(
+    dict.fromkeys(
+        [*THREADS_INPUT, *ACCOUNTS_INPUT, *ROOMS_INPUT, *PLATFORM_DAILY_INPUT, *UNREAD_INPUT]
+    )
+)
+
+
+def views_from_messages(
+    messages: pl.DataFrame,
+    account_states: pl.DataFrame,
+    room_states: pl.DataFrame,
+    marker_states: pl.DataFrame,
+    referenced_accounts: pl.Series,
+    referenced_rooms: pl.Series,
+) -> dict[str, pl.DataFrame]:
+    """Every view but ``messages``, from all ``messages`` rows (``VIEWS_INPUT`` columns
+    suffice) and the other aggregates' states."""
     threads = build_threads(messages)
     rooms = build_rooms(room_states, referenced_rooms, messages)
     return {
-        "messages": messages,
         "threads": threads,
         "accounts": build_accounts(account_states, referenced_accounts, messages, threads),
         "rooms": rooms,
