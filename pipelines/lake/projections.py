@@ -385,7 +385,7 @@ def _refresh_incrementally(
     new_events = read_applied_events(
         lake, _isin("aggregate_id", aggregates["aggregate_id"]), columns=FOLD_COLUMNS
     ).join(aggregates, on=["aggregate_type", "aggregate_id"], how="semi")
-    old_messages, new_messages = _refresh_messages(
+    old_messages, new_messages, locator = _refresh_messages(
         lake,
         touched,
         new_events.filter(pl.col("aggregate_type") == "message"),
@@ -397,14 +397,14 @@ def _refresh_incrementally(
     thread_ids = rewritten["thread_id"].drop_nulls().unique()
     old_threads = lake.read("threads", THREADS_SCHEMA, where=_isin("thread_id", thread_ids))
     new_threads = build_threads(
-        _read_where_in(lake, "messages", "thread_id", thread_ids, THREADS_INPUT)
+        _read_messages(lake, locator, "thread_id", thread_ids, THREADS_INPUT)
     )
     _upsert_partitions(lake, "threads", new_threads, old_threads, versions)
     refresh.wrote("threads", new_threads)
     threads = pl.concat([old_threads, new_threads])
     # the root messages of the threads rewritten: their authors' thread_count and days
-    roots = _read_where_in(
-        lake, "messages", "message_id", threads["root_message_id"], PLATFORM_DAILY_INPUT
+    roots = _read_messages(
+        lake, locator, "message_id", threads["root_message_id"], PLATFORM_DAILY_INPUT
     )
 
     marker_ids = _ids(changed, "read_marker")
@@ -467,26 +467,31 @@ def _refresh_incrementally(
     )
     refresh.wrote("unread", _replace_keys(lake, "unread", unread, stored_unread, versions))
 
-    refresh.wrote("platform_daily", _refresh_platform_days(lake, rewritten, roots, versions))
+    refresh.wrote(
+        "platform_daily", _refresh_platform_days(lake, locator, rewritten, roots, versions)
+    )
     refresh.wrote(SNAPSHOTS, _refresh_snapshots(lake, changed, new_events, versions))
     return refresh
 
 
 def _refresh_messages(
     lake: Lake, touched: pl.Series, events: pl.DataFrame, versions: dict[str, str]
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Refold the ``touched`` messages (changed, or whose body arrived) from ``events``
     (all of their applied events), re-thread their reply descendants, and upsert them.
-    Returns the old and the new rows of every message touched."""
+    Returns the old and the new rows of every message touched, and where every message
+    now is (``LOCATOR_COLUMNS`` of the whole table, for ``_read_messages``)."""
     states = fold_messages(events)
-    links = lake.read(
+    stored = lake.read(
         "messages",
         MESSAGES_SCHEMA,
-        columns=["message_id", "explicit_thread_id", "reply_to", "thread_id", "depth"],
+        columns=["explicit_thread_id", "reply_to", "depth", *LOCATOR_COLUMNS],
     )
     links = pl.concat(
         [
-            links.filter(~_isin("message_id", touched)),
+            stored.select(
+                "message_id", "explicit_thread_id", "reply_to", "thread_id", "depth"
+            ).filter(~_isin("message_id", touched)),
             message_links(states).with_columns(
                 thread_id=pl.lit(None, dtype=pl.String), depth=pl.lit(None, dtype=pl.Int64)
             ),
@@ -502,7 +507,7 @@ def _refresh_messages(
         ).select("message_id", "thread_id", "depth"),
     )
     affected = pl.concat([touched, rethread]).unique()
-    old_rows = _read_where_in(lake, "messages", "message_id", affected)
+    old_rows = _read_messages(lake, stored, "message_id", affected)
     refolded = build_messages(states, threads, read_bodies(lake, states["content_cid"]))
     moved = (
         old_rows.filter(
@@ -514,7 +519,13 @@ def _refresh_messages(
     )
     new_rows = pl.concat([refolded, moved]).sort("message_id")
     _upsert_partitions(lake, "messages", new_rows, old_rows, versions)
-    return old_rows, new_rows
+    locator = pl.concat(
+        [
+            stored.select(LOCATOR_COLUMNS).filter(~_isin("message_id", old_rows["message_id"])),
+            new_rows.select(LOCATOR_COLUMNS),
+        ]
+    )
+    return old_rows, new_rows, locator
 
 
 def _upsert_partitions(
@@ -541,23 +552,24 @@ def _upsert_partitions(
     )
 
 
-def _read_where_in(
+# Enough of every ``messages`` row to tell which partition holds it.
+LOCATOR_COLUMNS = ["message_id", "thread_id", "created_week"]
+
+
+def _read_messages(
     lake: Lake,
-    table: str,
+    locator: pl.DataFrame,
     column: str,
     values: pl.Series,
     columns: Sequence[str] | None = None,
-    where: pl.Expr | None = None,
 ) -> pl.DataFrame:
-    """Rows of projection ``table`` whose ``column`` is in ``values`` (and that match
-    ``where``), reading only the partitions that hold them (found from a narrow first
-    read)."""
-    schema, partition = SCHEMAS[table], PARTITIONS.get(table)
-    where = _isin(column, values) if where is None else _isin(column, values) & where
-    if partition is not None and column != partition:
-        parts = lake.read(table, schema, columns=[partition], where=where)[partition]
-        where = _isin(partition, parts) & where
-    return lake.read(table, schema, columns=columns, where=where)
+    """``messages`` rows whose ``column`` (one of ``LOCATOR_COLUMNS``) is in ``values``,
+    reading only the partitions that ``locator`` (those columns of the whole table, as
+    it is now) says hold them: a narrow scan of ~200 week files costs as much as the
+    rows themselves."""
+    weeks = locator.filter(_isin(column, values))["created_week"]
+    where = _isin("created_week", weeks) & _isin(column, values)
+    return lake.read("messages", MESSAGES_SCHEMA, columns=columns, where=where)
 
 
 def _replace_keys(
@@ -789,7 +801,11 @@ def _active_messages(lake: Lake, days: pl.Series) -> pl.Series:
 
 
 def _refresh_platform_days(
-    lake: Lake, rewritten: pl.DataFrame, roots: pl.DataFrame, versions: dict[str, str]
+    lake: Lake,
+    locator: pl.DataFrame,
+    rewritten: pl.DataFrame,
+    roots: pl.DataFrame,
+    versions: dict[str, str],
 ) -> pl.DataFrame:
     """Recount the (platform, day) rows that rewritten messages or the roots of rewritten
     threads fall on."""
@@ -804,8 +820,8 @@ def _refresh_platform_days(
         return _replace_keys(
             lake, "platform_daily", pl.DataFrame(schema=PLATFORM_DAILY_SCHEMA), keys, versions
         )
-    active = _read_where_in(
-        lake, "messages", "message_id", _active_messages(lake, keys["day"]), PLATFORM_DAILY_INPUT
+    active = _read_messages(
+        lake, locator, "message_id", _active_messages(lake, keys["day"]), PLATFORM_DAILY_INPUT
     ).filter(_isin("platform", keys["platform"]))
     day_threads = lake.read(
         "threads",
