@@ -6,7 +6,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.model.threads import resolve_threads
+from pipelines.model.threads import reply_descendants, resolve_threads
 
 IDS = [f"m{i}" for i in range(12)]
 # parents: other messages (so chains and cycles), itself, a missing id, or none
@@ -124,6 +124,20 @@ def test_with_settled_ancestors_equals_walking_everything(g, chosen):
     rest = links.filter(~pl.col("message_id").is_in(sorted(settled_ids)))
     expected = everything.filter(~pl.col("message_id").is_in(sorted(settled_ids)))
     assert resolve_threads(rest, settled).equals(expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(graph, st.sets(st.sampled_from([*IDS, "gone"])))
+def test_reply_descendants_are_everything_below_the_roots(g, roots):
+    links = links_frame(g)
+    below = set(roots)
+    grew = True
+    while grew:  # the reference: add children of what is found until nothing changes
+        children = {m for m, (parent, _) in g.items() if parent in below}
+        grew = not children <= below
+        below |= children
+    found = reply_descendants(links, pl.Series(sorted(roots), dtype=pl.String))
+    assert found.to_list() == sorted(below)
 
 
 def test_a_long_chain_and_a_cycle_below_an_explicit_thread():

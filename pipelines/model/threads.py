@@ -202,16 +202,28 @@ def _jump(nodes: pl.DataFrame, add_hops: bool) -> pl.DataFrame:
 def reply_descendants(links: pl.DataFrame, roots: pl.Series) -> pl.Series:
     """``roots`` and every message below one of them through ``reply_to``: their thread
     (unless given explicitly) and their depth follow from the roots'."""
-    children = links.filter(pl.col("reply_to").is_not_null())
+    # Sorted by parent once, each level is a binary search per parent, not a scan.
+    children = (
+        links.filter(pl.col("reply_to").is_not_null())
+        .select("reply_to", "message_id")
+        .sort("reply_to")
+    )
+    parents = children["reply_to"]
     found = set(roots.to_list())
-    frontier = roots
+    frontier = roots.unique()
     while not frontier.is_empty():
-        kids = children.filter(
-            pl.col("reply_to").is_in(frontier.implode())
-            & ~pl.col("message_id").is_in(pl.Series(list(found), dtype=pl.String).implode())
-        )["message_id"]
-        found.update(kids.to_list())
-        frontier = kids
+        spans = pl.DataFrame(
+            {
+                "start": parents.search_sorted(frontier, side="left"),
+                "end": parents.search_sorted(frontier, side="right"),
+            }
+        )
+        at = spans.select(pl.int_ranges("start", "end").explode().drop_nulls())
+        kids = [
+            k for k in children["message_id"].gather(at.to_series()).to_list() if k not in found
+        ]
+        found.update(kids)
+        frontier = pl.Series(kids, dtype=pl.String).unique()
     return pl.Series("message_id", sorted(found), dtype=pl.String)
 
 
