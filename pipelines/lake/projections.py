@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 
 import polars as pl
 import pyarrow as pa
@@ -34,7 +34,6 @@ from pipelines.model.fold import (
     APPLIED,
     READ_MARKER_STATE_SCHEMA,
     ROOM_STATE_SCHEMA,
-    aggregate_group,
     fold_accounts,
     fold_all,
     fold_messages,
@@ -185,12 +184,11 @@ def _rebuild(lake: Lake, versions: dict[str, str]) -> ProjectionRefresh:
     snapshots.add(rows)
     del rows
 
-    applied = lake.scan(EVENTS, EVENTS_SCHEMA).filter(APPLIED & is_message)
-    groups = max(1, -(-applied.select(pl.len()).collect().item() // REBUILD_GROUP_ROWS))
     message_states = []
-    for group in range(groups):
+    for since, ids in _message_groups(lake, REBUILD_GROUP_ROWS):
+        # a group's events are recorded on or after its first day: older days are skipped
         events = read_applied_events(
-            lake, is_message & (aggregate_group(groups) == group), FOLD_COLUMNS
+            lake, is_message & (pl.col("day") >= since) & _isin("aggregate_id", ids), FOLD_COLUMNS
         )
         references.append(referenced_ids(events))
         message_states.append(fold_messages(events))
@@ -229,6 +227,28 @@ def _rebuild(lake: Lake, versions: dict[str, str]) -> ProjectionRefresh:
         refresh.wrote(name, frame)
         del frame
     return refresh
+
+
+def _message_groups(lake: Lake, max_rows: int) -> list[tuple[date, pl.Series]]:
+    """Messages in groups of about ``max_rows`` applied events, in the order of the day
+    each was first recorded: (that first day, the group's message ids); one group at
+    least. Groups in time
+    order keep each group's snapshots on few days, so a day's snapshots are in few
+    files (hash groups put a file of every group on every day)."""
+    firsts = (
+        lake.scan(EVENTS, EVENTS_SCHEMA)
+        .filter(APPLIED & (pl.col("aggregate_type") == "message"))
+        .group_by("aggregate_id")
+        .agg(first=pl.col("day").min(), events=pl.len())
+        .sort("first", "aggregate_id")
+        .with_columns(group=(pl.col("events").cum_sum() - pl.col("events")) // max_rows)
+        .collect()
+    )
+    groups = [
+        (members["first"].min(), members["aggregate_id"])
+        for members in firsts.partition_by("group", maintain_order=True)
+    ]
+    return groups or [(date.min, pl.Series(dtype=pl.String))]  # one group, even if empty
 
 
 def _whole_partitions(
