@@ -232,9 +232,8 @@ def _rebuild(lake: Lake, versions: dict[str, str]) -> ProjectionRefresh:
 def _message_groups(lake: Lake, max_rows: int) -> list[tuple[date, pl.Series]]:
     """Messages in groups of about ``max_rows`` applied events, in the order of the day
     each was first recorded: (that first day, the group's message ids); one group at
-    least. Groups in time
-    order keep each group's snapshots on few days, so a day's snapshots are in few
-    files (hash groups put a file of every group on every day)."""
+    least. Groups in time order keep each group's snapshots on few days, so a day's
+    snapshots are in few files (hash groups put a file of every group on every day)."""
     firsts = (
         lake.scan(EVENTS, EVENTS_SCHEMA)
         .filter(APPLIED & (pl.col("aggregate_type") == "message"))
@@ -860,6 +859,9 @@ def _refresh_snapshots(
     (earlier snapshots only depend on earlier days, which did not change). ``events``
     holds every applied event of the changed aggregates."""
     since = changed.group_by("aggregate_type", "aggregate_id").agg(since=pl.col("day").min())
+    if since.is_empty():  # only content arrived: no state changed
+        _write_versions_only(lake, SNAPSHOTS, versions)
+        return pl.DataFrame(schema=SNAPSHOTS_SCHEMA)
     fresh = build_snapshots(events, since=since)
     stale = (
         lake.scan(SNAPSHOTS, SCHEMAS[SNAPSHOTS])
