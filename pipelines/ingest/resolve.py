@@ -113,7 +113,8 @@ def conflict_rows(statuses: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataFr
             losers.select(pl.col(f"winner_{c}").alias(c) for c in POSITION),
         ]
     )
-    files = candidates.select([*POSITION, "source_file"]).join(involved, on=POSITION, how="semi")
+    files = candidates.select([*POSITION, "source_file"])
+    files = files.join(involved, on=POSITION, how="semi") if involved.height else files.clear()
     winner_files = files.rename({c: f"winner_{c}" for c in [*POSITION, "source_file"]})
     winner_ids = statuses.select(
         *[pl.col(c).alias(f"winner_{c}") for c in POSITION], winner_event_id=pl.col("event_id")
