@@ -58,7 +58,6 @@ from pipelines.model.views import (
     PLATFORM_DAILY_INPUT,
     PLATFORM_DAILY_SCHEMA,
     ROOM_MEASURES_SCHEMA,
-    ROOMS_INPUT,
     ROOMS_SCHEMA,
     UNREAD_INPUT,
     UNREAD_SCHEMA,
@@ -66,7 +65,6 @@ from pipelines.model.views import (
     build_messages,
     build_platform_daily,
     read_positions,
-    room_measures,
     room_rows,
 )
 
@@ -213,13 +211,8 @@ def _rebuild(lake: Lake, versions: dict[str, str]) -> ProjectionRefresh:
     messages.close(refresh)
     del threads, bodies
 
-    views = views_from_messages(
-        pl.concat(narrow),
-        states["account"],
-        states["room"],
-        states["read_marker"],
-        *(pl.concat(ids).unique().sort() for ids in zip(*references, strict=True)),
-    )
+    referenced = tuple(pl.concat(ids).unique().sort() for ids in zip(*references, strict=True))
+    views = views_from_messages(pl.concat(narrow), states, referenced)
     del narrow, states
     while views:  # each view leaves memory once written
         name, frame = views.popitem()
@@ -706,28 +699,32 @@ def _account_rows(
         where=_isin("account_id", ids),
     )
     measures, recount = adjust_account_measures(stored, *rewritten, *root_authors)
-    if not recount.is_empty():
-        times = (
-            lake.read(
-                "messages",
-                MESSAGES_SCHEMA,
-                columns=["account_id", "created_at"],
-                where=_isin("account_id", recount) & ~pl.col("deleted"),
-            )
-            .group_by("account_id")
-            .agg(
-                first_message_at=pl.col("created_at").min(),
-                last_message_at=pl.col("created_at").max(),
-            )
-        )
-        measures = measures.update(
-            recount.to_frame("account_id")
-            .join(times, on="account_id", how="left")
-            .cast(measures.select(times.columns).schema),
-            on="account_id",
-            include_nulls=True,
-        )
+    measures = _with_recounted_times(lake, measures, "account_id", recount)
     return account_rows(states, referenced, measures).filter(_isin("account_id", ids))
+
+
+def _with_recounted_times(
+    lake: Lake, measures: pl.DataFrame, key: str, recount: pl.Series
+) -> pl.DataFrame:
+    """``measures`` with the first/last live message times (those of its columns) of
+    the ``key`` values in ``recount`` counted afresh from ``messages``."""
+    if recount.is_empty():
+        return measures
+    extremes = {"first_message_at": pl.min, "last_message_at": pl.max}
+    times = (
+        lake.read(
+            "messages",
+            MESSAGES_SCHEMA,
+            columns=[key, "created_at"],
+            where=_isin(key, recount) & ~pl.col("deleted"),
+        )
+        .group_by(key)
+        .agg(how("created_at").alias(c) for c, how in extremes.items() if c in measures.columns)
+    )
+    fresh = recount.to_frame(key).join(times, on=key, how="left")
+    return measures.update(
+        fresh.cast(measures.select(fresh.columns).schema), on=key, include_nulls=True
+    )
 
 
 def _unread_rows(
@@ -783,17 +780,7 @@ def _room_rows(
         "rooms", ROOMS_SCHEMA, columns=ROOM_MEASURES_SCHEMA.names(), where=_isin("room_id", ids)
     )
     measures, recount = adjust_room_measures(stored, *rewritten)
-    if not recount.is_empty():
-        last = room_measures(
-            lake.read(
-                "messages", MESSAGES_SCHEMA, columns=ROOMS_INPUT, where=_isin("room_id", recount)
-            )
-        ).select("room_id", "last_message_at")
-        measures = measures.update(
-            recount.to_frame("room_id").join(last, on="room_id", how="left"),
-            on="room_id",
-            include_nulls=True,
-        )
+    measures = _with_recounted_times(lake, measures, "room_id", recount)
     return room_rows(states, referenced, measures).filter(_isin("room_id", ids))
 
 

@@ -347,12 +347,6 @@ STATE_SCHEMAS = {
 FOLD_GROUP_ROWS = 250_000
 
 
-def aggregate_group(groups: int) -> pl.Expr:
-    """Which of ``groups`` groups an event falls in, by a hash of its aggregate id: each
-    group holds whole aggregates, and the same id always lands in the same group."""
-    return pl.col("aggregate_id").hash() % groups
-
-
 def fold_all(events: pl.DataFrame) -> dict[str, pl.DataFrame]:
     """The states of every aggregate in ``events``, by aggregate type."""
     states = {}
@@ -362,7 +356,7 @@ def fold_all(events: pl.DataFrame) -> dict[str, pl.DataFrame]:
         if groups <= 1:
             states[aggregate_type] = fold(own)
             continue
-        group = aggregate_group(groups)
+        group = pl.col("aggregate_id").hash() % groups  # whole aggregates per group
         states[aggregate_type] = pl.concat(
             [fold(own.filter(group == g)) for g in range(groups)]
         ).sort(STATE_IDS[aggregate_type])

@@ -38,31 +38,17 @@ def project_all(
     messages = build_messages(
         states["message"], resolve_threads(message_links(states["message"])), bodies
     )
-    return project_from_states(
-        messages, states["account"], states["room"], states["read_marker"], *referenced_ids(events)
-    )
+    return project_from_states(messages, states, referenced_ids(events))
 
 
 def project_from_states(
     messages: pl.DataFrame,
-    account_states: pl.DataFrame,
-    room_states: pl.DataFrame,
-    marker_states: pl.DataFrame,
-    referenced_accounts: pl.Series,
-    referenced_rooms: pl.Series,
+    states: dict[str, pl.DataFrame],
+    referenced: tuple[pl.Series, pl.Series],
 ) -> dict[str, pl.DataFrame]:
-    """The views that aggregate over messages, given the ``messages`` rows and other states."""
-    return {
-        "messages": messages,
-        **views_from_messages(
-            messages,
-            account_states,
-            room_states,
-            marker_states,
-            referenced_accounts,
-            referenced_rooms,
-        ),
-    }
+    """Every projection, given the ``messages`` rows, the other aggregates' states (by
+    aggregate type) and the (accounts, rooms) that applied events refer to."""
+    return {"messages": messages, **views_from_messages(messages, states, referenced)}
 
 
 # The ``messages`` columns that the views built from it read.
@@ -75,19 +61,18 @@ VIEWS_INPUT = tuple(
 
 def views_from_messages(
     messages: pl.DataFrame,
-    account_states: pl.DataFrame,
-    room_states: pl.DataFrame,
-    marker_states: pl.DataFrame,
-    referenced_accounts: pl.Series,
-    referenced_rooms: pl.Series,
+    states: dict[str, pl.DataFrame],
+    referenced: tuple[pl.Series, pl.Series],
 ) -> dict[str, pl.DataFrame]:
     """Every view but ``messages``, from all ``messages`` rows (``VIEWS_INPUT`` columns
-    suffice) and the other aggregates' states."""
+    suffice), the other aggregates' states and the (accounts, rooms) referenced."""
+    referenced_accounts, referenced_rooms = referenced
+    marker_states = states["read_marker"]
     threads = build_threads(messages)
-    rooms = build_rooms(room_states, referenced_rooms, messages)
+    rooms = build_rooms(states["room"], referenced_rooms, messages)
     return {
         "threads": threads,
-        "accounts": build_accounts(account_states, referenced_accounts, messages, threads),
+        "accounts": build_accounts(states["account"], referenced_accounts, messages, threads),
         "rooms": rooms,
         "platform_daily": build_platform_daily(messages, threads),
         "unread": build_unread(rooms, marker_states, messages),

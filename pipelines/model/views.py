@@ -189,15 +189,19 @@ def build_messages(
     )
 
 
+# What ``accounts`` counts over messages and threads (the rest is the account's state).
 ACCOUNT_MEASURES_SCHEMA = pl.Schema(
     {
-        "account_id": pl.String(),
-        "message_count": pl.Int64(),
-        "thread_count": pl.Int64(),
-        "first_message_at": TIME,
-        "last_message_at": TIME,
-        "reactions_given": pl.Int64(),
-        "reactions_received": pl.Int64(),
+        c: ACCOUNTS_SCHEMA[c]
+        for c in (
+            "account_id",
+            "message_count",
+            "thread_count",
+            "first_message_at",
+            "last_message_at",
+            "reactions_given",
+            "reactions_received",
+        )
     }
 )
 _ACCOUNT_COUNTS = ("message_count", "thread_count", "reactions_given", "reactions_received")
@@ -278,7 +282,7 @@ def account_rows(
 
 
 ROOM_MEASURES_SCHEMA = pl.Schema(
-    {"room_id": pl.String(), "message_count": pl.Int64(), "last_message_at": TIME}
+    {c: ROOMS_SCHEMA[c] for c in ("room_id", "message_count", "last_message_at")}
 )
 
 

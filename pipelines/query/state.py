@@ -109,9 +109,7 @@ def projections_as_of(lake: Lake, day: date) -> dict[str, pl.DataFrame]:
     events = references.select(
         "account_id", "room_id", "event_type", "known_type", "status"
     ).collect()
-    return project_from_states(
-        messages, states["account"], states["room"], states["read_marker"], *referenced_ids(events)
-    )
+    return project_from_states(messages, states, referenced_ids(events))
 
 
 def table_as_of(lake: Lake, table: str, version: int | str | datetime) -> pl.DataFrame:
