@@ -149,9 +149,12 @@ class Lake:
         arrow = frame.to_arrow()
         properties = CommitProperties(custom_metadata=metadata) if metadata else None
         for attempt in range(_WRITE_RETRIES):
+            # through an opened table, which the write brings up to date: one read of
+            # the log per write instead of two (the version comes from the same object)
+            target: DeltaTable | str = DeltaTable(str(path)) if self.exists(table) else str(path)
             try:
                 write_deltalake(
-                    str(path),
+                    target,
                     arrow,
                     mode=mode,
                     predicate=predicate,
@@ -165,6 +168,8 @@ class Lake:
                 if attempt == _WRITE_RETRIES - 1:
                     raise
                 time.sleep(0.05 * (attempt + 1))
+        if isinstance(target, DeltaTable):
+            return target.version()
         return DeltaTable(str(path)).version()
 
     def replace_days(
