@@ -94,6 +94,62 @@ class _BackgroundWrites:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+# Rows of quarantine, index_report and conflicts held before they are written.
+_REPORT_ROWS = 100_000
+
+
+class _Reports:
+    """The window's rows of the three small tables (quarantine, index_report, conflicts),
+    written together: a group adds a handful of rows to each, and a Delta commit costs
+    far more than that, so three commits per window (or per ``_REPORT_ROWS`` rows)
+    replace three per group. Days are added in order, so the rows stay in table order."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+        self._clear()
+
+    def _clear(self) -> None:
+        self.days: list[date] = []
+        self.frames: dict[str, list[pl.DataFrame]] = {
+            QUARANTINE: [],
+            INDEX_REPORT: [],
+            CONFLICTS: [],
+        }
+        self.rows = 0
+
+    def add(
+        self,
+        days: list[date],
+        quarantine: pl.DataFrame,
+        index_report: pl.DataFrame,
+        conflicts: pl.DataFrame,
+    ) -> None:
+        self.days += days
+        self.frames[QUARANTINE].append(
+            quarantine.sort("day", "source_file", "line_number", nulls_last=True)
+        )
+        self.frames[INDEX_REPORT].append(index_report.sort(INDEX_REPORT_SCHEMA.names()))
+        self.frames[CONFLICTS].append(conflicts)
+        self.rows += quarantine.height + index_report.height + conflicts.height
+
+    def flush(self, submit: Callable[..., None]) -> None:
+        """Replace the added days' slices of the three tables (through ``submit``)."""
+        if not self.days:
+            return
+        days, frames = self.days, {name: pl.concat(f) for name, f in self.frames.items()}
+        self._clear()
+        stages = f"{in_predicate('day', days)} AND {in_predicate('stage', EVENT_STAGES)}"
+        submit(self.lake.write, QUARANTINE, frames[QUARANTINE], predicate=stages)
+        submit(self.lake.replace_days, INDEX_REPORT, frames[INDEX_REPORT], days)
+        submit(
+            self.lake.write,
+            CONFLICTS,
+            frames[CONFLICTS],
+            predicate=in_predicate("day", days),
+            partition_by=["day"],
+        )
+
+
 _NO_STATUSES = pl.DataFrame(
     schema={
         **{c: EVENTS_SCHEMA[c] for c in KEY_COLUMNS},
@@ -154,19 +210,12 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
     statuses = _NO_STATUSES
     unwritten = set(days)
     writes = _BackgroundWrites()
+    reports = _Reports(lake)
     try:
         for group, batch in iter_day_batches(store, days, max_rows=max_rows):
             unwritten -= set(group)
             raw = batch.rows.select(RAW_EVENTS_SCHEMA.names()).sort(LINE_ORDER)
             writes.submit(lake.replace_days, RAW_EVENTS, raw, group)
-            writes.submit(
-                lake.write,
-                QUARANTINE,
-                batch.quarantine.sort("day", "source_file", "line_number", nulls_last=True),
-                predicate=f"{in_predicate('day', group)} AND {in_predicate('stage', EVENT_STAGES)}",
-            )
-            report = batch.index_report.sort(INDEX_REPORT_SCHEMA.names())
-            writes.submit(lake.replace_days, INDEX_REPORT, report, group)
 
             window = batch.rows.filter(pl.col("payload_error").is_null())
             candidates = pl.concat([candidates, window.select(*KEY_COLUMNS, "source_file")])
@@ -181,13 +230,9 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
             events = status_of(window, statuses).select(EVENTS_SCHEMA.names()).sort(LINE_ORDER)
             writes.submit(lake.replace_days, EVENTS, events, group)
             conflicts = conflict_rows(statuses, candidates).filter(pl.col("day").is_in(group))
-            writes.submit(
-                lake.write,
-                CONFLICTS,
-                conflicts,
-                predicate=in_predicate("day", group),
-                partition_by=["day"],
-            )
+            reports.add(group, batch.quarantine, batch.index_report, conflicts)
+            if reports.rows >= _REPORT_ROWS:
+                reports.flush(writes.submit)
 
             load.counts.update(batch.counts)
             for status, n in events.group_by("status").len().iter_rows():
@@ -197,6 +242,7 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
             load.event_rows += events.height
             if load.raw_head is None or load.raw_head.is_empty():
                 load.raw_head, load.events_head = raw.head(5), events.head(5)
+        reports.flush(writes.submit)
     finally:
         writes.close()
 
