@@ -94,9 +94,9 @@ def test_rerunning_a_day_or_a_range_gives_identical_tables(store, lake):
     assert snapshot(lake) == before
 
 
-def test_any_day_order_gives_identical_tables(store, tmp_path):
+def test_any_day_order_gives_identical_tables(store, tmp_path, monkeypatch):
     three_days(store)
-    in_order, reversed_order, one_run, grouped = (Lake(tmp_path / n) for n in "abcd")
+    in_order, reversed_order, one_run, grouped, flushed = (Lake(tmp_path / n) for n in "abcde")
     for day in (DAY0, DAY1, DAY2):
         load_event_days(in_order, store.root, [day])
     for day in (DAY2, DAY1, DAY0):
@@ -105,6 +105,11 @@ def test_any_day_order_gives_identical_tables(store, tmp_path):
     load_event_days(one_run, store.root, [DAY0, DAY1, DAY2])
     load_event_days(grouped, store.root, [DAY0, DAY1, DAY2], max_rows=1)  # a group per day
     assert snapshot(in_order) == snapshot(reversed_order) == snapshot(one_run) == snapshot(grouped)
+    # the small tables written after every group instead of once for the window
+    monkeypatch.setattr("pipelines.ingest.load._REPORT_BYTES", 0)
+    load_event_days(flushed, store.root, [DAY0, DAY1, DAY2], max_rows=1)
+    assert snapshot(flushed) == snapshot(one_run)
+    assert snapshot(flushed)["quarantine"] and snapshot(flushed)["conflicts"]
 
 
 def test_index_json_disagreements_are_reported(store, lake):

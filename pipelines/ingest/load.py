@@ -94,14 +94,15 @@ class _BackgroundWrites:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-# Rows of quarantine, index_report and conflicts held before they are written.
-_REPORT_ROWS = 100_000
+# Bytes of quarantine, index_report and conflicts rows held before they are written
+# (a quarantined line keeps up to 64 KiB of its text, so rows alone would not bound it).
+_REPORT_BYTES = 64 << 20
 
 
 class _Reports:
     """The window's rows of the three small tables (quarantine, index_report, conflicts),
     written together: a group adds a handful of rows to each, and a Delta commit costs
-    far more than that, so three commits per window (or per ``_REPORT_ROWS`` rows)
+    far more than that, so three commits per window (or per ``_REPORT_BYTES`` held)
     replace three per group. Days are added in order, so the rows stay in table order."""
 
     def __init__(self, lake: Lake) -> None:
@@ -115,7 +116,7 @@ class _Reports:
             INDEX_REPORT: [],
             CONFLICTS: [],
         }
-        self.rows = 0
+        self.size = 0
 
     def add(
         self,
@@ -130,7 +131,7 @@ class _Reports:
         )
         self.frames[INDEX_REPORT].append(index_report.sort(INDEX_REPORT_SCHEMA.names()))
         self.frames[CONFLICTS].append(conflicts)
-        self.rows += quarantine.height + index_report.height + conflicts.height
+        self.size += sum(f.estimated_size() for f in (quarantine, index_report, conflicts))
 
     def flush(self, submit: Callable[..., None]) -> None:
         """Replace the added days' slices of the three tables (through ``submit``)."""
@@ -231,7 +232,7 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
             writes.submit(lake.replace_days, EVENTS, events, group)
             conflicts = conflict_rows(statuses, candidates).filter(pl.col("day").is_in(group))
             reports.add(group, batch.quarantine, batch.index_report, conflicts)
-            if reports.rows >= _REPORT_ROWS:
+            if reports.size >= _REPORT_BYTES:
                 reports.flush(writes.submit)
 
             load.counts.update(batch.counts)
