@@ -40,14 +40,30 @@ def in_predicate(column: str, values: Iterable[object]) -> str:
 class Lake:
     """The Delta tables under one root directory, addressed by table name."""
 
-    def __init__(self, root: Path | str, pins: dict[str, int] | None = None):
+    def __init__(
+        self, root: Path | str, pins: dict[str, int] | None = None, keep_open: bool = False
+    ):
         self.root = Path(root)
         self.pins = pins or {}
+        # (table, version) -> the opened table, when kept open (see ``for_one_run``)
+        self._opened: dict[tuple[str, int | str | None], DeltaTable] | None = (
+            {} if keep_open else None
+        )
 
     def pinned(self, versions: dict[str, int | None]) -> Lake:
         """The same lake, but reads of the named tables see the given versions (a
         consistent snapshot while other runs may commit); writes are unaffected."""
-        return Lake(self.root, {t: v for t, v in versions.items() if v is not None})
+        pins = {t: v for t, v in versions.items() if v is not None}
+        return Lake(self.root, pins, keep_open=self._opened is not None)
+
+    def for_one_run(self, versions: dict[str, int | None]) -> Lake:
+        """``pinned``, and every table opened once and kept: its log is read once, not on
+        each read, and the run's own writes bring it up to date. Only for one run that no
+        other run writes alongside (the projections' pool ensures that); a table the run
+        does not write is seen as it was when first opened."""
+        lake = self.pinned(versions)
+        lake._opened = {}
+        return lake
 
     def path(self, table: str) -> Path:
         return self.root / table
@@ -56,15 +72,24 @@ class Lake:
         return (self.path(table) / "_delta_log").is_dir()
 
     def table(self, table: str, version: int | str | None = None) -> DeltaTable:
-        dt = DeltaTable(str(self.path(table)))
-        if version is not None:
+        """The table as of ``version`` (a number or a timestamp), else its latest version."""
+        if self._opened is not None and (table, version) in self._opened:
+            return self._opened[(table, version)]
+        dt = DeltaTable(
+            str(self.path(table)), version=version if isinstance(version, int) else None
+        )
+        if isinstance(version, str):
             dt.load_as_version(version)
+        if self._opened is not None:
+            self._opened[(table, version)] = dt
         return dt
 
     def version(self, table: str) -> int | None:
         """The table's latest version, None if it does not exist yet."""
+        if not self.exists(table):
+            return None
         try:
-            return DeltaTable(str(self.path(table))).version()
+            return self.table(table).version()
         except TableNotFoundError:
             return None
 
@@ -77,6 +102,8 @@ class Lake:
                 raise FileNotFoundError(f"no Delta table {table!r} under {self.root}")
             return pl.LazyFrame(schema=schema)
         version = self.pins.get(table) if version is None else version
+        if self._opened is not None:
+            return pl.scan_delta(self.table(table, version))
         if version is None:
             return pl.scan_delta(str(self.path(table)))
         return pl.scan_delta(str(self.path(table)), version=version)
@@ -151,7 +178,7 @@ class Lake:
         for attempt in range(_WRITE_RETRIES):
             # through an opened table, which the write brings up to date: one read of
             # the log per write instead of two (the version comes from the same object)
-            target: DeltaTable | str = DeltaTable(str(path)) if self.exists(table) else str(path)
+            target: DeltaTable | str = self.table(table) if self.exists(table) else str(path)
             try:
                 write_deltalake(
                     target,
@@ -167,10 +194,15 @@ class Lake:
             except CommitFailedError:
                 if attempt == _WRITE_RETRIES - 1:
                     raise
+                self._forget(table)  # another writer committed first: read its log again
                 time.sleep(0.05 * (attempt + 1))
         if isinstance(target, DeltaTable):
             return target.version()
-        return DeltaTable(str(path)).version()
+        return self.table(table).version()
+
+    def _forget(self, table: str) -> None:
+        if self._opened is not None:
+            self._opened.pop((table, None), None)
 
     def replace_days(
         self,
@@ -192,18 +224,18 @@ class Lake:
         """Rows in the table's current version, from the log's file statistics (no scan)."""
         if not self.exists(table):
             return 0
-        actions = pa.table(DeltaTable(str(self.path(table))).get_add_actions(flatten=True))
+        actions = pa.table(self.table(table).get_add_actions(flatten=True))
         return int(pa.compute.sum(actions["num_records"]).as_py() or 0)
 
     def partition_columns(self, table: str) -> list[str]:
         """The table's partition columns ([] if none or no table)."""
         if not self.exists(table):
             return []
-        return list(DeltaTable(str(self.path(table))).metadata().partition_columns)
+        return list(self.table(table).metadata().partition_columns)
 
     def commit_metadata(self, table: str) -> dict:
         """The custom metadata of the table's latest commit ({} if none or no table)."""
         if not self.exists(table):
             return {}
-        history = DeltaTable(str(self.path(table))).history(1)
+        history = self.table(table).history(1)
         return history[0] if history else {}

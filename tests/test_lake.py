@@ -1,0 +1,53 @@
+"""The Delta layer: slices replaced by predicate, pinned reads, tables kept open for a run."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from pipelines.lake.delta import Lake
+
+
+def values(lake: Lake) -> list[int]:
+    return sorted(lake.read("t")["a"].to_list())
+
+
+def test_a_write_replaces_only_its_slice_and_returns_the_new_version(tmp_path):
+    lake = Lake(tmp_path)
+    assert lake.version("t") is None
+    assert lake.write("t", pl.DataFrame({"a": [1, 2, 3]})) == 0
+    assert lake.write("t", pl.DataFrame({"a": [20]}), predicate="a >= 2") == 1
+    assert values(lake) == [1, 20]
+    assert lake.append("t", pl.DataFrame({"a": [4]})) == 2
+    assert lake.row_count("t") == 3
+
+
+def test_a_pinned_lake_reads_the_pinned_version(tmp_path):
+    lake = Lake(tmp_path)
+    lake.write("t", pl.DataFrame({"a": [1]}))
+    lake.append("t", pl.DataFrame({"a": [2]}))
+    assert values(lake.pinned({"t": 0})) == [1]
+    assert values(lake.for_one_run({"t": 0})) == [1]
+    assert values(lake) == [1, 2]
+
+
+def test_a_lake_kept_open_sees_its_own_writes(tmp_path):
+    run = Lake(tmp_path).for_one_run({})
+    run.write("t", pl.DataFrame({"a": [1]}))
+    before = run.table("t")
+    assert run.append("t", pl.DataFrame({"a": [2]})) == 1
+    assert run.table("t") is before  # opened once, brought up to date by the write
+    assert values(run) == [1, 2]
+    assert run.version("t") == 1
+    assert run.commit_metadata("t")["operation"] == "WRITE"
+
+
+def test_a_lake_kept_open_writes_after_another_writer(tmp_path):
+    run = Lake(tmp_path).for_one_run({})
+    run.write("t", pl.DataFrame({"a": [1]}))
+    other = Lake(tmp_path)
+    other.append("t", pl.DataFrame({"a": [2]}))
+    assert values(run) == [1]  # seen as when first opened
+    run.append("t", pl.DataFrame({"a": [3]}))
+    assert values(other) == [1, 2, 3]  # nothing the other writer committed is lost
+    run.write("t", pl.DataFrame({"a": [9]}), predicate="a >= 2")
+    assert values(other) == [1, 9]
