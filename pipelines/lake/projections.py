@@ -134,7 +134,9 @@ def read_applied_events(
 def refresh_projections(lake: Lake, full: bool = False) -> ProjectionRefresh:
     """Bring every projection up to date; incrementally when the last refresh is known."""
     pins = {EVENTS: lake.version(EVENTS), CONTENT: lake.version(CONTENT)}
-    lake = lake.pinned(pins)  # a concurrent ingest must not slip in between versions and reads
+    # a concurrent ingest must not slip in between versions and reads; and each table's
+    # log is read once for the run, not once per read (40-60 ms for `messages` at 1M)
+    lake = lake.for_one_run(pins)
     versions = {"events_version": str(pins[EVENTS]), "content_version": str(pins[CONTENT])}
     changes = None if full else _changes_since_last_refresh(lake)
     if changes is None:
@@ -378,9 +380,16 @@ def _refresh_incrementally(
     refresh = ProjectionRefresh(full=False, versions=versions)
     refresh.changed_aggregates = changed.select("aggregate_id").n_unique()
 
-    with_new_body = lake.read(
-        "messages", MESSAGES_SCHEMA, columns=["message_id"], where=_isin("content_cid", new_cids)
-    )["message_id"]
+    with_new_body = (
+        lake.read(
+            "messages",
+            MESSAGES_SCHEMA,
+            columns=["message_id"],
+            where=_isin("content_cid", new_cids),
+        )["message_id"]
+        if not new_cids.is_empty()
+        else pl.Series("message_id", [], pl.String)
+    )
     touched = pl.concat([_ids(changed, "message"), with_new_body]).unique()
     # Every applied event of the touched messages and of the other changed aggregates,
     # in one scan of ``events`` (each scan opens every day's file).
