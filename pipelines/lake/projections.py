@@ -459,6 +459,7 @@ def _refresh_incrementally(
         removed,
         (old_messages, new_messages),
         _root_authors(old_threads, new_threads, roots, old_messages),
+        locator,
     )
     refresh.wrote(
         "accounts",
@@ -477,7 +478,9 @@ def _refresh_incrementally(
         .drop_nulls()
         .unique()
     )
-    rooms = _room_rows(lake, room_ids, changed, new_events, removed, (old_messages, new_messages))
+    rooms = _room_rows(
+        lake, room_ids, changed, new_events, removed, (old_messages, new_messages), locator
+    )
     refresh.wrote(
         "rooms", _replace_keys(lake, "rooms", rooms, room_ids.to_frame("room_id"), versions)
     )
@@ -501,7 +504,8 @@ def _refresh_messages(
     """Refold the ``touched`` messages (changed, or whose body arrived) from ``events``
     (all of their applied events), re-thread their reply descendants, and upsert them.
     Returns the old and the new rows of every message touched, and where every message
-    now is (``LOCATOR_COLUMNS`` of the whole table, for ``_read_messages``)."""
+    now is (``LOCATOR_COLUMNS`` of the whole table, for ``_read_messages`` and
+    ``_with_recounted_times``)."""
     states = fold_messages(events)
     stored = lake.read(
         "messages",
@@ -573,8 +577,17 @@ def _upsert_partitions(
     )
 
 
-# Enough of every ``messages`` row to tell which partition holds it.
-LOCATOR_COLUMNS = ["message_id", "thread_id", "created_week"]
+# Enough of every ``messages`` row to tell which partition holds it, and to recount the
+# first and last live message times of an account or a room without a scan.
+LOCATOR_COLUMNS = [
+    "message_id",
+    "thread_id",
+    "created_week",
+    "account_id",
+    "room_id",
+    "created_at",
+    "deleted",
+]
 
 
 def _read_messages(
@@ -584,7 +597,7 @@ def _read_messages(
     values: pl.Series,
     columns: Sequence[str] | None = None,
 ) -> pl.DataFrame:
-    """``messages`` rows whose ``column`` (one of ``LOCATOR_COLUMNS``) is in ``values``,
+    """``messages`` rows whose ``column`` (message_id or thread_id) is in ``values``,
     reading only the partitions that ``locator`` (those columns of the whole table, as
     it is now) says hold them: a narrow scan of ~200 week files costs as much as the
     rows themselves."""
@@ -696,6 +709,7 @@ def _account_rows(
     removed: bool,
     rewritten: tuple[pl.DataFrame, pl.DataFrame],
     root_authors: tuple[pl.Series, pl.Series],
+    locator: pl.DataFrame,
 ) -> pl.DataFrame:
     """``accounts`` rows for ``ids``: states refolded or as stored, measures adjusted by
     the rewritten (old, new) messages and the (old, new) threads' root authors."""
@@ -708,25 +722,20 @@ def _account_rows(
         where=_isin("account_id", ids),
     )
     measures, recount = adjust_account_measures(stored, *rewritten, *root_authors)
-    measures = _with_recounted_times(lake, measures, "account_id", recount)
+    measures = _with_recounted_times(locator, measures, "account_id", recount)
     return account_rows(states, referenced, measures).filter(_isin("account_id", ids))
 
 
 def _with_recounted_times(
-    lake: Lake, measures: pl.DataFrame, key: str, recount: pl.Series
+    locator: pl.DataFrame, measures: pl.DataFrame, key: str, recount: pl.Series
 ) -> pl.DataFrame:
     """``measures`` with the first/last live message times (those of its columns) of
-    the ``key`` values in ``recount`` counted afresh from ``messages``."""
+    the ``key`` values in ``recount`` counted afresh from ``locator`` (every message)."""
     if recount.is_empty():
         return measures
     extremes = {"first_message_at": pl.min, "last_message_at": pl.max}
     times = (
-        lake.read(
-            "messages",
-            MESSAGES_SCHEMA,
-            columns=[key, "created_at"],
-            where=_isin(key, recount) & ~pl.col("deleted"),
-        )
+        locator.filter(_isin(key, recount) & ~pl.col("deleted"))
         .group_by(key)
         .agg(how("created_at").alias(c) for c, how in extremes.items() if c in measures.columns)
     )
@@ -778,6 +787,7 @@ def _room_rows(
     new_events: pl.DataFrame,
     removed: bool,
     rewritten: tuple[pl.DataFrame, pl.DataFrame],
+    locator: pl.DataFrame,
 ) -> pl.DataFrame:
     """``rooms`` rows for ``ids``: states refolded or as stored, measures adjusted by the
     rewritten (old, new) messages."""
@@ -789,7 +799,7 @@ def _room_rows(
         "rooms", ROOMS_SCHEMA, columns=ROOM_MEASURES_SCHEMA.names(), where=_isin("room_id", ids)
     )
     measures, recount = adjust_room_measures(stored, *rewritten)
-    measures = _with_recounted_times(lake, measures, "room_id", recount)
+    measures = _with_recounted_times(locator, measures, "room_id", recount)
     return room_rows(states, referenced, measures).filter(_isin("room_id", ids))
 
 
