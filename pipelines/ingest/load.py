@@ -161,32 +161,64 @@ _NO_STATUSES = pl.DataFrame(
 
 
 class _KeyIndex:
-    """64-bit hashes of the event ids and (aggregate_id, version) slots seen so far, to
-    tell cheaply whether new lines share either with an earlier line (the rare case that
-    needs ordering). A hash collision only costs an unnecessary resolution."""
+    """Every line seen so far (of earlier days and of this window) as its position and
+    64-bit hashes of its event id and its (aggregate_id, version) slot: 32 bytes a line,
+    whatever its ids, so memory follows a group of rows rather than the whole store.
 
-    def __init__(self, keys: pl.DataFrame):
-        self.ids, self.slots = self._hashes(keys)
+    Equal keys have equal hashes, so the lines whose hashes repeat include every line
+    that shares its id or slot with another; their real keys (``shared_keys``) are read
+    back and resolved exactly, so a hash collision costs only a needless lookup."""
 
-    @staticmethod
-    def _hashes(keys: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
-        ids = keys["event_id"].hash().rename("id")
-        slots = keys.select(pl.struct("aggregate_id", "version").hash()).to_series()
-        return ids, slots.rename("slot")
-
-    def add_and_check(self, keys: pl.DataFrame) -> bool:
-        """Add the keys of new lines; True if one repeats among them or an earlier line's."""
-        ids, slots = self._hashes(keys)
-        repeats = bool(
-            ids.is_duplicated().any()
-            or slots.is_duplicated().any()
-            # probe the history with the (small) new set, not the other way round
-            or self.ids.is_in(ids.implode()).any()
-            or self.slots.is_in(slots.implode()).any()
+    def __init__(self, lake: Lake, history: pl.Expr):
+        self.lines = (
+            lake.scan(EVENTS, EVENTS_SCHEMA)
+            .filter(history)
+            .select(_HASHED)
+            .collect(engine="streaming")
         )
-        self.ids = pl.concat([self.ids, ids], rechunk=True)
-        self.slots = pl.concat([self.slots, slots], rechunk=True)
+        self.keys = pl.DataFrame(schema=_SHARED_SCHEMA)  # real keys of the shared lines read
+
+    def add_and_check(self, window: pl.DataFrame) -> bool:
+        """Add the lines of ``window``; True if one repeats an id or slot of a line seen."""
+        new = window.select(_HASHED)
+        repeats = bool(
+            new["id"].is_duplicated().any()
+            or new["slot"].is_duplicated().any()
+            # probe the history with the (small) new set, not the other way round
+            or self.lines["id"].is_in(new["id"].implode()).any()
+            or self.lines["slot"].is_in(new["slot"].implode()).any()
+        )
+        self.lines = pl.concat([self.lines, new], rechunk=True)
         return repeats
+
+    def shared_keys(self, lake: Lake, window: pl.DataFrame) -> pl.DataFrame:
+        """``KEY_COLUMNS`` + source_file of every line seen whose id or slot hash repeats:
+        from ``window`` for its lines, else from ``events`` (so the lines of earlier
+        groups must be written), each line read once per load."""
+        repeated = pl.col("id").is_duplicated() | pl.col("slot").is_duplicated()
+        shared = self.lines.filter(repeated).select(POSITION)
+        missing = shared.join(self.keys, on=POSITION, how="anti")
+        in_hand = window.select(_SHARED_SCHEMA.names()).join(missing, on=POSITION, how="semi")
+        elsewhere = missing.join(in_hand, on=POSITION, how="anti")
+        stored = (
+            lake.scan(EVENTS, EVENTS_SCHEMA)
+            .filter(pl.col("day").is_in(elsewhere["day"].unique().implode()))
+            .select(_SHARED_SCHEMA.names())
+            .join(elsewhere.lazy(), on=POSITION, how="semi")
+            .collect(engine="streaming")
+            if not elsewhere.is_empty()
+            else pl.DataFrame(schema=_SHARED_SCHEMA)
+        )
+        self.keys = pl.concat([self.keys, in_hand, stored])
+        return self.keys
+
+
+_HASHED = [
+    *POSITION,
+    pl.col("event_id").hash().alias("id"),
+    pl.struct("aggregate_id", "version").hash().alias("slot"),
+]
+_SHARED_SCHEMA = pl.Schema({c: EVENTS_SCHEMA[c] for c in [*KEY_COLUMNS, "source_file"]})
 
 
 def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 50_000) -> EventLoad:
@@ -197,18 +229,18 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
     before it, so each group's statuses are final once the groups before it are known.
     """
     days = sorted(set(days))
-    history = lake.read(
+    history = ~pl.col("day").is_in(days)
+    seen = _KeyIndex(lake, history)
+    # A history line that lost its place may win it back if this window drops its rival.
+    lost = lake.read(
         EVENTS,
         EVENTS_SCHEMA,
-        columns=[*KEY_COLUMNS, "source_file", "status"],
-        where=~pl.col("day").is_in(days),
+        columns=[*POSITION, "status"],
+        where=history & (pl.col("status") != "applied"),
     )
-    candidates = history.drop("status")
-    seen = _KeyIndex(candidates)
-    # A history line that lost its place may win it back if this window drops its rival.
-    contested = bool((history["status"] != "applied").any())
+    contested = not lost.is_empty()
     load = EventLoad(days=days, counts=Counter(), statuses={}, conflicts=0)
-    statuses = _NO_STATUSES
+    statuses, keys = _NO_STATUSES, seen.keys
     unwritten = set(days)
     writes = _BackgroundWrites()
     reports = _Reports(lake)
@@ -219,18 +251,17 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
             writes.submit(lake.replace_days, RAW_EVENTS, raw, group)
 
             window = batch.rows.filter(pl.col("payload_error").is_null())
-            candidates = pl.concat([candidates, window.select(*KEY_COLUMNS, "source_file")])
             if seen.add_and_check(window):  # some id or slot repeats: order those lines
                 contested = True
-                contents = _contents(
-                    lake, window, candidates, sorted(unwritten | set(group)), writes.wait
-                )
-                statuses = resolve_event_status(candidates, contents)
+                writes.wait()  # the earlier groups' lines, readable in the lake
+                keys = seen.shared_keys(lake, window)
+                contents = _contents(lake, window, keys, sorted(unwritten | set(group)))
+                statuses = resolve_event_status(keys, contents)
             else:  # every new line is alone so far: all applied
                 statuses = _NO_STATUSES
             events = status_of(window, statuses).select(EVENTS_SCHEMA.names()).sort(LINE_ORDER)
             writes.submit(lake.replace_days, EVENTS, events, group)
-            conflicts = conflict_rows(statuses, candidates).filter(pl.col("day").is_in(group))
+            conflicts = conflict_rows(statuses, keys).filter(pl.col("day").is_in(group))
             reports.add(group, batch.quarantine, batch.index_report, conflicts)
             if reports.size >= _REPORT_BYTES:
                 reports.flush(writes.submit)
@@ -250,11 +281,11 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
     if contested:
         if statuses is _NO_STATUSES:  # the last group was clean; earlier ones were not
             nothing_in_hand = pl.DataFrame(schema=RAW_EVENTS_SCHEMA)
-            contents = _contents(lake, nothing_in_hand, candidates, [], lambda: None)
-            statuses = resolve_event_status(candidates, contents)
-        changed = _rewrite_changed_statuses(lake, history, statuses)
+            keys = seen.shared_keys(lake, nothing_in_hand)
+            statuses = resolve_event_status(keys, _contents(lake, nothing_in_hand, keys, []))
+        changed = _rewrite_changed_statuses(lake, lost, statuses, days)
         if changed:
-            conflicts = conflict_rows(statuses, candidates).filter(pl.col("day").is_in(changed))
+            conflicts = conflict_rows(statuses, keys).filter(pl.col("day").is_in(changed))
             lake.write(
                 CONFLICTS, conflicts, predicate=in_predicate("day", changed), partition_by=["day"]
             )
@@ -263,21 +294,16 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
 
 
 def _contents(
-    lake: Lake,
-    window: pl.DataFrame,
-    candidates: pl.DataFrame,
-    skip_days: list[date],
-    flush: Callable[[], None],
+    lake: Lake, window: pl.DataFrame, keys: pl.DataFrame, skip_days: list[date]
 ) -> pl.DataFrame:
-    """Canonical content of every line whose event_id repeats: from the rows in hand, or
-    from ``raw_events`` for the other days (``skip_days`` are not, or not yet, written).
-    ``flush`` makes earlier groups' writes visible before ``raw_events`` is read."""
-    repeated = repeated_event_ids(candidates)
+    """Canonical content of every line whose event_id repeats among ``keys``: from the
+    rows in hand, or from ``raw_events`` for the other days (``skip_days`` are not, or
+    not yet, written; the others must be)."""
+    repeated = repeated_event_ids(keys)
     if repeated.is_empty():
         return pl.DataFrame(
             schema={**{c: EVENTS_SCHEMA[c] for c in POSITION}, "content": pl.String}
         )
-    flush()
     in_window = window.filter(pl.col("event_id").is_in(repeated.implode()))
     stored = lake.read(
         RAW_EVENTS,
@@ -289,13 +315,17 @@ def _contents(
 
 
 def _rewrite_changed_statuses(
-    lake: Lake, history: pl.DataFrame, statuses: pl.DataFrame
+    lake: Lake, lost: pl.DataFrame, statuses: pl.DataFrame, window: list[date]
 ) -> list[date]:
-    """Rewrite the ``events`` partitions of other days whose statuses changed; return them."""
+    """Rewrite the ``events`` partitions of days outside ``window`` where a line's status
+    changed (``lost``: the lines that were not applied; every other line was); return
+    those days."""
+    before = lost.select(*POSITION, old="status")
+    after = statuses.filter(~pl.col("day").is_in(window)).select(*POSITION, new="status")
     changed = (
-        history.join(statuses.select(*POSITION, new_status="status"), on=POSITION, how="left")
-        .with_columns(pl.col("new_status").fill_null("applied"))
-        .filter(pl.col("status") != pl.col("new_status"))
+        before.join(after, on=POSITION, how="full", coalesce=True)
+        .with_columns(pl.col("old", "new").fill_null("applied"))
+        .filter(pl.col("old") != pl.col("new"))
     )
     days = sorted(changed["day"].unique().to_list())
     if not days:
