@@ -63,8 +63,9 @@ class EventLoad:
     events_head: pl.DataFrame | None = None
 
 
-# About two groups' writes: enough to overlap commits with parsing, bounded in memory.
-_MAX_QUEUED_WRITES = 10
+# Two groups' writes (raw_events and events; the reports go once a window): enough to
+# overlap commits with parsing, bounded in memory.
+_MAX_QUEUED_WRITES = 4
 
 
 class _BackgroundWrites:
