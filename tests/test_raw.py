@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import date
 from pathlib import Path
 
@@ -28,9 +29,19 @@ def assert_same_batch(a, b) -> None:
     assert a.counts == b.counts
 
 
-def test_a_day_survives_the_trip_from_a_worker(store: Path):
+def test_a_day_survives_the_trip_from_a_worker(store: Path, tmp_path: Path):
     for day in [*list_days(store), date(1999, 1, 1)]:  # the last one has no files
-        assert_same_batch(_unpack(_read_day_packed((store, day))), read_day(store, day))
+        packed = _read_day_packed((store, day, tmp_path))
+        assert_same_batch(_unpack(packed), read_day(store, day))
+    assert not list(tmp_path.iterdir())  # each hand-off file is removed once read
+
+
+def test_the_hand_off_files_go_when_reading_stops_early(store: Path, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    batches = iter_day_batches(store, list_days(store), max_rows=500, workers=2)
+    next(batches)  # the pool has parsed days ahead of this first group
+    batches.close()
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_pool_gives_the_same_groups_as_one_process(store: Path):

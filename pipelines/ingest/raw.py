@@ -9,8 +9,8 @@ depend on how the work was split.
 
 from __future__ import annotations
 
-import io
 import os
+import tempfile
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -116,18 +116,24 @@ def read_day(store: Path, day: date) -> DayBatch:
     )
 
 
-def _read_day_packed(args: tuple[Path, date]) -> tuple[bytes, pl.DataFrame, pl.DataFrame, Counter]:
-    """``read_day`` in a pool worker. The rows travel as an Arrow IPC stream, which the
-    parent reads in about half the time of a pickled frame (``_unpack``)."""
-    batch = read_day(*args)
-    sink = io.BytesIO()
-    batch.rows.write_ipc_stream(sink, compression="uncompressed")
-    return sink.getvalue(), batch.quarantine, batch.index_report, batch.counts
+def _read_day_packed(
+    args: tuple[Path, date, Path],
+) -> tuple[Path, pl.DataFrame, pl.DataFrame, Counter]:
+    """``read_day`` in a pool worker. The rows travel as an Arrow IPC file in the load's
+    temporary directory: the parent reads it from the page cache instead of receiving
+    and unpickling its bytes through a pipe (~10 % of the ingest's CPU at 1M events)."""
+    store, day, directory = args
+    batch = read_day(store, day)
+    path = directory / f"{day.isoformat()}.arrow"
+    batch.rows.write_ipc(path, compression="uncompressed")
+    return path, batch.quarantine, batch.index_report, batch.counts
 
 
-def _unpack(packed: tuple[bytes, pl.DataFrame, pl.DataFrame, Counter]) -> DayBatch:
-    rows, quarantine, index_report, counts = packed
-    return DayBatch(pl.read_ipc_stream(io.BytesIO(rows)), quarantine, index_report, counts)
+def _unpack(packed: tuple[Path, pl.DataFrame, pl.DataFrame, Counter]) -> DayBatch:
+    path, quarantine, index_report, counts = packed
+    rows = pl.read_ipc(path)
+    path.unlink()  # a mapping of the file, if any, stays valid
+    return DayBatch(rows, quarantine, index_report, counts)
 
 
 def concat_batches(parts: list[DayBatch]) -> DayBatch:
@@ -147,7 +153,7 @@ def concat_batches(parts: list[DayBatch]) -> DayBatch:
 
 
 def _bounded_map(
-    pool: ProcessPoolExecutor, items: list[tuple[Path, date]], ahead: int
+    pool: ProcessPoolExecutor, items: list[tuple[Path, date, Path]], ahead: int
 ) -> Iterator[DayBatch]:
     """``pool.map`` in order, with at most ``ahead`` days parsed but not yet consumed."""
     pending: deque = deque()
@@ -182,7 +188,10 @@ def iter_day_batches(
             initializer=os.putenv,
             initargs=("POLARS_MAX_THREADS", "1"),
         )
-        results = _bounded_map(pool, [(store, d) for d in days], ahead=_AHEAD_DAYS)
+        # removed, with any day not consumed, once the pool is shut down
+        handoff = tempfile.TemporaryDirectory(prefix="lakehouse-days-")
+        items = [(store, day, Path(handoff.name)) for day in days]
+        results = _bounded_map(pool, items, ahead=_AHEAD_DAYS)
     try:
         group_days: list[date] = []
         group: list[DayBatch] = []
@@ -199,3 +208,4 @@ def iter_day_batches(
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+            handoff.cleanup()
