@@ -10,6 +10,9 @@ process and of its pool workers) is its own. Phases:
   next_day   one more day on top of all earlier days (incremental refresh) ...
   first_day  ... and the same day alone on an empty lake
 Prints one line per phase and the ratios; the store is generated once and reused.
+With ``--repeat N`` the phases run in N interleaved rounds (ndjson, ingest, rebuild,
+next_day on a fresh copy of the history, first_day, then again), so a burst of load
+from other jobs hits both sides of a ratio; the ratios of the median runs follow.
 """
 
 from __future__ import annotations
@@ -145,6 +148,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work", type=Path, default=Path("/tmp/lakehouse-bench"))
     parser.add_argument("--only", default="ndjson,ingest,rebuild,next_day,first_day")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of the phases, interleaved; ratios of the medians (the machine is noisy)",
+    )
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--lake", type=Path, help=argparse.SUPPRESS)
@@ -163,41 +172,70 @@ def main() -> None:
         began = time.perf_counter()
         generate_store(store, events=args.events, days=args.days, seed=args.seed)
         print(f"generated {store} in {time.perf_counter() - began:.1f} s")
-    lake = args.work / "lake"
     wanted = args.only.split(",")
-    results = {}
-    for name in ("ndjson", "ingest", "rebuild", "history", "next_day", "first_day"):
-        needed = name in wanted or (name == "history" and "next_day" in wanted)
-        if needed:
-            results[name] = run_phase(name, store, lake)
-            r = results[name]
-            rate = r["rows"] / r["seconds"] if r.get("rows") else 0
-            extra = ""
-            if "projection_seconds" in r:
-                extra = (
-                    f"  (events ingest {r['events_ingest_seconds']:.2f} s, projections "
-                    f"{r['projection_seconds']:.2f} s, content {r['content_files']} files in "
-                    f"{r['content_seconds']:.2f} s not counted)"
-                )
-            print(
-                f"{name:<10} {r['seconds']:8.2f} s  {r['rows']:>9} rows  {rate:>10,.0f} rows/s  "
-                f"cpu {r['cpu_seconds']:7.1f} s  peak {r['peak_mb']:6.0f} MB "
-                f"(worker {r['worker_peak_mb']:5.0f} MB){extra}"
-            )
+    lakes = {name: args.work / "lake" / name for name in PHASES}
+    rounds: dict[str, list[dict]] = {}
+    if "next_day" in wanted:
+        _show("history", run_phase("history", store, lakes["history"]), "")
+    for round_ in range(1, args.repeat + 1):
+        tag = f"#{round_}" if args.repeat > 1 else ""
+        for name in ("ndjson", "ingest", "rebuild", "next_day", "first_day"):
+            if name not in wanted:
+                continue
+            if name == "next_day":  # on a fresh copy of the history, every round
+                shutil.rmtree(lakes[name], ignore_errors=True)
+                shutil.copytree(lakes["history"], lakes[name])
+            result = run_phase(name, store, lakes[name])
+            rounds.setdefault(name, []).append(result)
+            _show(name, result, tag)
+        if args.repeat > 1:
+            _ratios({name: runs[-1] for name, runs in rounds.items()}, f"round {round_}: ")
+    if args.repeat > 1:
+        medians = {name: _median_run(runs) for name, runs in rounds.items()}
+        print(f"median of {args.repeat} interleaved rounds (by time):")
+        for name, result in medians.items():
+            _show(name, result, "median")
+        _ratios(medians, "")
+    else:
+        _ratios({name: runs[0] for name, runs in rounds.items()}, "")
+
+
+def _median_run(runs: list[dict]) -> dict:
+    return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+
+
+def _show(name: str, r: dict, tag: str) -> None:
+    rate = r["rows"] / r["seconds"] if r.get("rows") else 0
+    extra = ""
+    if "projection_seconds" in r:
+        extra = (
+            f"  (events ingest {r['events_ingest_seconds']:.2f} s, projections "
+            f"{r['projection_seconds']:.2f} s, content {r['content_files']} files in "
+            f"{r['content_seconds']:.2f} s not counted)"
+        )
+    print(
+        f"{name:<10}{tag:>7} {r['seconds']:8.2f} s  {r['rows']:>9} rows  {rate:>10,.0f} rows/s  "
+        f"cpu {r['cpu_seconds']:7.1f} s  peak {r['peak_mb']:6.0f} MB "
+        f"(worker {r['worker_peak_mb']:5.0f} MB){extra}",
+        flush=True,
+    )
+
+
+def _ratios(results: dict[str, dict], prefix: str) -> None:
     if "ndjson" in results and "ingest" in results:
         limit, ours = results["ndjson"], results["ingest"]
         print(
-            f"ingest throughput / read_ndjson throughput = "
+            f"{prefix}ingest throughput / read_ndjson throughput = "
             f"{(ours['rows'] / ours['seconds']) / (limit['rows'] / limit['seconds']):.2f}"
         )
     if "ndjson" in results and "rebuild" in results:
         print(
-            f"full rebuild time / read_ndjson time = "
+            f"{prefix}full rebuild time / read_ndjson time = "
             f"{results['rebuild']['seconds'] / results['ndjson']['seconds']:.2f}"
         )
     if "next_day" in results and "first_day" in results:
         print(
-            f"one more day on history / same day on empty lake = "
+            f"{prefix}one more day on history / same day on empty lake = "
             f"{results['next_day']['seconds'] / results['first_day']['seconds']:.2f}"
         )
 
