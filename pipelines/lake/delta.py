@@ -61,9 +61,7 @@ class Lake:
         each read, and the run's own writes bring it up to date. Only for one run that no
         other run writes alongside (the projections' pool ensures that); a table the run
         does not write is seen as it was when first opened."""
-        lake = self.pinned(versions)
-        lake._opened = {}
-        return lake
+        return Lake(self.root, self.pinned(versions).pins, keep_open=True)
 
     def path(self, table: str) -> Path:
         return self.root / table
@@ -72,7 +70,8 @@ class Lake:
         return (self.path(table) / "_delta_log").is_dir()
 
     def table(self, table: str, version: int | str | None = None) -> DeltaTable:
-        """The table as of ``version`` (a number or a timestamp), else its latest version."""
+        """The table as of ``version`` (a number or a timestamp), else its latest version;
+        in a lake kept open, the same object every time."""
         if self._opened is not None and (table, version) in self._opened:
             return self._opened[(table, version)]
         dt = DeltaTable(
