@@ -25,7 +25,7 @@ import polars as pl
 from pipelines.ingest.content import CONTENT_SCHEMA
 from pipelines.ingest.resolve import version_gaps
 from pipelines.lake.delta import Lake
-from pipelines.lake.projections import SCHEMAS
+from pipelines.lake.projections import FOLD_COLUMNS, SCHEMAS
 from pipelines.lake.tables import (
     CONFLICTS,
     CONFLICTS_SCHEMA,
@@ -373,12 +373,18 @@ def recount_projections(lake: Lake) -> dict[str, Outcome]:
     Both sides are read at the versions of ``projection_snapshot``.
     """
     snapshot = projection_snapshot(lake)
+    # only what the folds read: a replay of the whole history is held in memory
     if snapshot.events_version is None and lake.exists(EVENTS):
-        events = lake.read(EVENTS, EVENTS_SCHEMA, where=APPLIED)
+        events = lake.read(EVENTS, EVENTS_SCHEMA, columns=FOLD_COLUMNS, where=APPLIED)
     elif snapshot.events_version is None:
-        events = pl.DataFrame(schema=EVENTS_SCHEMA)
+        events = pl.DataFrame(schema=EVENTS_SCHEMA).select(FOLD_COLUMNS)
     else:
-        events = lake.scan(EVENTS, version=snapshot.events_version).filter(APPLIED).collect()
+        events = (
+            lake.scan(EVENTS, version=snapshot.events_version)
+            .filter(APPLIED)
+            .select(FOLD_COLUMNS)
+            .collect()
+        )
     body_columns = ["cid", "status", "utf8_valid"]
     if snapshot.content_version == -1:  # the refresh saw no content table
         bodies = pl.DataFrame(schema={c: CONTENT_SCHEMA[c] for c in body_columns})
