@@ -25,7 +25,7 @@ import polars as pl
 from pipelines.ingest.content import CONTENT_SCHEMA
 from pipelines.ingest.resolve import version_gaps
 from pipelines.lake.delta import Lake
-from pipelines.lake.projections import FOLD_COLUMNS, SCHEMAS
+from pipelines.lake.projections import SCHEMAS, replay_projections
 from pipelines.lake.tables import (
     CONFLICTS,
     CONFLICTS_SCHEMA,
@@ -39,8 +39,6 @@ from pipelines.lake.tables import (
     RAW_EVENTS,
     RAW_EVENTS_SCHEMA,
 )
-from pipelines.model.fold import APPLIED
-from pipelines.model.project import project_all
 
 MAX_QUARANTINE_RATE_ENV = "LAKEHOUSE_MAX_QUARANTINE_RATE"
 DEFAULT_MAX_QUARANTINE_RATE = 0.001
@@ -367,24 +365,14 @@ def projection_snapshot(lake: Lake) -> ProjectionSnapshot:
 
 
 def recount_projections(lake: Lake) -> dict[str, Outcome]:
-    """Replay the applied events with ``project_all`` and compare counts with the stored
-    read models; one outcome per table in RECOUNTED, passing when all figures agree.
+    """Replay the applied events (``replay_projections``: the tables of ``project_all``,
+    folded a group of messages at a time) and compare counts with the stored read
+    models; one outcome per table in RECOUNTED, passing when all figures agree.
 
     Both sides are read at the versions of ``projection_snapshot``.
     """
     snapshot = projection_snapshot(lake)
-    # only what the folds read: a replay of the whole history is held in memory
-    if snapshot.events_version is None and lake.exists(EVENTS):
-        events = lake.read(EVENTS, EVENTS_SCHEMA, columns=FOLD_COLUMNS, where=APPLIED)
-    elif snapshot.events_version is None:
-        events = pl.DataFrame(schema=EVENTS_SCHEMA).select(FOLD_COLUMNS)
-    else:
-        events = (
-            lake.scan(EVENTS, version=snapshot.events_version)
-            .filter(APPLIED)
-            .select(FOLD_COLUMNS)
-            .collect()
-        )
+    as_recorded = lake.pinned({EVENTS: snapshot.events_version})
     body_columns = ["cid", "status", "utf8_valid"]
     if snapshot.content_version == -1:  # the refresh saw no content table
         bodies = pl.DataFrame(schema={c: CONTENT_SCHEMA[c] for c in body_columns})
@@ -396,7 +384,7 @@ def recount_projections(lake: Lake) -> dict[str, Outcome]:
         )
         bodies = content.filter(pl.col("kind") == "body").select(body_columns).collect()
     bodies = bodies.with_columns(text=pl.lit(None, dtype=pl.String))  # counts ignore the text
-    expected = projection_figures(project_all(events, bodies))
+    expected = projection_figures(replay_projections(as_recorded, bodies))
     columns = {
         "messages": ["deleted"],
         "threads": ["message_count"],

@@ -143,7 +143,7 @@ def unknown_references_check(lakehouse: LakehouseResource) -> dg.AssetCheckResul
             asset=name,
             blocking=True,
             description=f"`{name}` row counts and sums equal a full replay of the applied "
-            "events (`project_all`).",
+            "events (`replay_projections`, the tables of `project_all`).",
         )
         for name in quality.RECOUNTED
     ],

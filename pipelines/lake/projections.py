@@ -41,7 +41,12 @@ from pipelines.model.fold import (
     fold_rooms,
     referenced_ids,
 )
-from pipelines.model.project import VIEWS_INPUT, message_links, views_from_messages
+from pipelines.model.project import (
+    VIEWS_INPUT,
+    message_links,
+    project_from_states,
+    views_from_messages,
+)
 from pipelines.model.snapshots import SNAPSHOTS_SCHEMA, build_snapshots
 from pipelines.model.threads import (
     THREADS_INPUT,
@@ -186,10 +191,7 @@ def _rebuild(lake: Lake, versions: dict[str, str]) -> ProjectionRefresh:
 
     message_states = []
     for since, ids in _message_groups(lake, REBUILD_GROUP_ROWS):
-        # a group's events are recorded on or after its first day: older days are skipped
-        events = read_applied_events(
-            lake, is_message & (pl.col("day") >= since) & _isin("aggregate_id", ids), FOLD_COLUMNS
-        )
+        events = _group_events(lake, since, ids)
         references.append(referenced_ids(events))
         message_states.append(fold_messages(events))
         rows = build_snapshots(events, final_states={"message": message_states[-1]})
@@ -222,6 +224,35 @@ def _rebuild(lake: Lake, versions: dict[str, str]) -> ProjectionRefresh:
         refresh.wrote(name, frame)
         del frame
     return refresh
+
+
+def replay_projections(lake: Lake, bodies: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Every projection table from all applied events (as ``lake`` is pinned) and the
+    ``bodies`` rows, as ``project_all`` gives them, but folding the messages a group at a
+    time as a rebuild does, so the history's events are never all in memory."""
+    others = read_applied_events(lake, pl.col("aggregate_type") != "message", FOLD_COLUMNS)
+    references = [referenced_ids(others)]
+    states = fold_all(others)
+    del others
+    message_states = []
+    for since, ids in _message_groups(lake, REBUILD_GROUP_ROWS):
+        events = _group_events(lake, since, ids)
+        references.append(referenced_ids(events))
+        message_states.append(fold_messages(events))
+        del events
+    states["message"] = pl.concat(message_states)
+    del message_states
+    threads = resolve_threads(message_links(states["message"]))
+    messages = build_messages(states["message"], threads, bodies)
+    referenced = tuple(pl.concat(ids).unique().sort() for ids in zip(*references, strict=True))
+    return project_from_states(messages, states, referenced)
+
+
+def _group_events(lake: Lake, since: date, ids: pl.Series) -> pl.DataFrame:
+    """The applied events of the messages ``ids``, first recorded on day ``since``: a
+    group's events are recorded on or after its first day, so older days are skipped."""
+    where = (pl.col("aggregate_type") == "message") & (pl.col("day") >= since)
+    return read_applied_events(lake, where & _isin("aggregate_id", ids), FOLD_COLUMNS)
 
 
 def _message_groups(lake: Lake, max_rows: int) -> list[tuple[date, pl.Series]]:
