@@ -11,7 +11,7 @@ same tables.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -179,25 +179,10 @@ def _rebuild(lake: Lake, versions: dict[str, str]) -> ProjectionRefresh:
     folded and snapshotted alone, its snapshots and ``messages`` rows written as an
     append; the other views are built from the ``messages`` columns they read."""
     refresh = ProjectionRefresh(full=True, versions=versions)
-    is_message = pl.col("aggregate_type") == "message"
-    others = read_applied_events(lake, ~is_message, FOLD_COLUMNS)
-    references = [referenced_ids(others)]
-    states = fold_all(others)
-    rows = build_snapshots(others, final_states=states)
-    del others  # before the write, which holds a copy of the rows
     snapshots = _PartWriter(lake, SNAPSHOTS, versions)
-    snapshots.add(rows)
-    del rows
-
-    message_states = []
-    for since, ids in _message_groups(lake, REBUILD_GROUP_ROWS):
-        events = _group_events(lake, since, ids)
-        references.append(referenced_ids(events))
-        message_states.append(fold_messages(events))
-        rows = build_snapshots(events, final_states={"message": message_states[-1]})
-        del events
-        snapshots.add(rows)
-        del rows
+    states, message_states, referenced = _fold_in_groups(
+        lake, lambda events, final: snapshots.add(build_snapshots(events, final_states=final))
+    )
     snapshots.close(refresh)
 
     threads = resolve_threads(pl.concat([message_links(s) for s in message_states]))
@@ -215,7 +200,6 @@ def _rebuild(lake: Lake, versions: dict[str, str]) -> ProjectionRefresh:
     messages.close(refresh)
     del threads, bodies
 
-    referenced = tuple(pl.concat(ids).unique().sort() for ids in zip(*references, strict=True))
     views = views_from_messages(pl.concat(narrow), states, referenced)
     del narrow, states
     while views:  # each view leaves memory once written
@@ -230,22 +214,37 @@ def replay_projections(lake: Lake, bodies: pl.DataFrame) -> dict[str, pl.DataFra
     """Every projection table from all applied events (as ``lake`` is pinned) and the
     ``bodies`` rows, as ``project_all`` gives them, but folding the messages a group at a
     time as a rebuild does, so the history's events are never all in memory."""
+    states, message_states, referenced = _fold_in_groups(lake)
+    states["message"] = pl.concat(message_states)
+    del message_states
+    threads = resolve_threads(message_links(states["message"]))
+    messages = build_messages(states["message"], threads, bodies)
+    return project_from_states(messages, states, referenced)
+
+
+def _fold_in_groups(
+    lake: Lake,
+    each: Callable[[pl.DataFrame, dict[str, pl.DataFrame]], None] = lambda events, final: None,
+) -> tuple[dict[str, pl.DataFrame], list[pl.DataFrame], tuple[pl.Series, pl.Series]]:
+    """Fold every applied event: the other aggregates at once, the messages in groups of
+    whole messages (``_message_groups``), so the history's events are never all in
+    memory. ``each(events, final states by type)`` sees every batch before it is
+    dropped. Returns the other aggregates' states by type, the message states of each
+    group, and the (accounts, rooms) that applied events refer to."""
     others = read_applied_events(lake, pl.col("aggregate_type") != "message", FOLD_COLUMNS)
     references = [referenced_ids(others)]
     states = fold_all(others)
+    each(others, states)
     del others
     message_states = []
     for since, ids in _message_groups(lake, REBUILD_GROUP_ROWS):
         events = _group_events(lake, since, ids)
         references.append(referenced_ids(events))
         message_states.append(fold_messages(events))
+        each(events, {"message": message_states[-1]})
         del events
-    states["message"] = pl.concat(message_states)
-    del message_states
-    threads = resolve_threads(message_links(states["message"]))
-    messages = build_messages(states["message"], threads, bodies)
     referenced = tuple(pl.concat(ids).unique().sort() for ids in zip(*references, strict=True))
-    return project_from_states(messages, states, referenced)
+    return states, message_states, referenced
 
 
 def _group_events(lake: Lake, since: date, ids: pl.Series) -> pl.DataFrame:
