@@ -375,3 +375,106 @@ def test_a_rebuild_in_groups_of_messages_equals_one_in_a_single_group(store, tmp
     w.write(DAY2, [react(w, "m5", 2, "bob", "+1", day=DAY2)])
     load_event_days(lake, w.root, [DAY2])
     assert not refresh_projections(lake).full
+
+
+def test_accounts_rooms_and_markers_continue_from_their_state_only_when_exact(
+    store, tmp_path, monkeypatch
+):
+    """A day's refresh continues an account, room or read marker from its stored state
+    when its new lines all come after it; a late lower version, or a second file for a
+    day already read, takes the whole history. Each step equals a rebuild."""
+    from pipelines.lake import projections
+
+    continued = []
+    original = projections._continued_from_state
+
+    def spy(lake, changed):
+        frames = original(lake, changed)
+        continued.append(
+            sorted(pl.concat(frames)["aggregate_id"].unique().to_list()) if frames else []
+        )
+        return frames
+
+    monkeypatch.setattr(projections, "_continued_from_state", spy)
+    w, lake = store, Lake(tmp_path / "lake")
+    day3, before = DAY0 + timedelta(days=3), DAY0 - timedelta(days=1)
+    account = {"display_name": "Ann", "platform": "slack", "created_at": 5, "handle": "@ann"}
+    room = {"name": "general", "type": "group", "platform": "slack", "created_at": 5}
+    w.write(
+        DAY0,
+        [
+            w.event("AccountCreated", "account", "a", 1, account),
+            w.event("RoomCreated", "room", "r", 1, room),
+            w.event("MemberJoined", "room", "r", 2, {"account_id": "a", "at": 6}),
+            w.event("MemberJoined", "room", "r", 3, {"account_id": "b", "at": 7}),
+            created(w, "m1", "hello", account="b", room="r"),
+            w.event("ReadMarkerMoved", "read_marker", "k", 1, marker(DAY0, 10)),
+        ],
+    )
+    project(w, lake)
+    steps = [
+        # new lines after every state: continued
+        (
+            DAY1,
+            "001.jsonl",
+            [
+                w.event("AccountUpdated", "account", "a", 3, {"display_name": "Anna"}, DAY1),
+                w.event("MemberLeft", "room", "r", 4, {"account_id": "a", "at": 8}, DAY1),
+                w.event("ReadMarkerMoved", "read_marker", "k", 2, marker(DAY1, 20), DAY1),
+            ],
+            ["a", "k", "r"],
+        ),
+        # a late version 2 of the account, below its state's 3: its whole history
+        (
+            DAY2,
+            "001.jsonl",
+            [
+                w.event("AccountUpdated", "account", "a", 2, {"handle": "@anna"}, DAY2),
+                w.event("ReadMarkerMoved", "read_marker", "k", 3, marker(DAY2, 30), DAY2),
+            ],
+            ["k"],
+        ),
+        # a second file for a day already read: the day is read again and its partition
+        # rewritten, so lines may have changed status: whole histories
+        (
+            DAY2,
+            "002.jsonl",
+            [
+                w.event("ReadMarkerMoved", "read_marker", "k", 4, marker(DAY2, 5), DAY2),
+                w.event("MemberJoined", "room", "r", 5, {"account_id": "a", "at": 9}, DAY2),
+            ],
+            None,
+        ),
+        # a day before the others, new: the marker's later snapshots need its history
+        (
+            before,
+            "001.jsonl",
+            [
+                w.event("ReadMarkerMoved", "read_marker", "k", 6, marker(DAY0, 40), before),
+                w.event("AccountUpdated", "account", "b", 1, {"display_name": "Bo"}, before),
+            ],
+            ["b"],
+        ),
+        (day3, "001.jsonl", [], []),
+    ]
+    for day, name, lines, expected in steps:
+        w.write(day, lines, name=name)
+        continued.clear()
+        load_event_days(lake, w.root, [day])  # as a day's run does
+        refresh_projections(lake)
+        tables = read_projections(lake)
+        assert (continued[0] if continued else None) == expected, (day, name)
+        rebuilt = Lake(tmp_path / f"rebuilt-{day}-{name}")
+        load_event_days(rebuilt, w.root, list_days(w.root))
+        load_content(rebuilt, w.root)
+        refresh_projections(rebuilt)
+        for table, frame in read_projections(rebuilt).items():
+            assert tables[table].equals(frame), (day, name, table)
+    a = row(tables["accounts"], "account_id", "a")
+    assert (a["display_name"], a["handle"]) == ("Anna", "@anna")
+    assert row(tables["rooms"], "room_id", "r")["members"] == ["a", "b"]
+    assert row(tables["read_markers"], "marker_id", "k")["version"] == 6
+
+
+def marker(day, seconds):
+    return {"account_id": "a", "room_id": "r", "read_up_to": ms(day, seconds)}

@@ -32,14 +32,18 @@ from pipelines.model.changes import (
 from pipelines.model.fold import (
     ACCOUNT_STATE_SCHEMA,
     APPLIED,
+    CONTINUABLE_TYPES,
     READ_MARKER_STATE_SCHEMA,
     ROOM_STATE_SCHEMA,
+    STATE_IDS,
+    STATE_SCHEMAS,
     fold_accounts,
     fold_all,
     fold_messages,
     fold_read_markers,
     fold_rooms,
     referenced_ids,
+    state_events,
 )
 from pipelines.model.project import (
     VIEWS_INPUT,
@@ -421,8 +425,6 @@ def _refresh_incrementally(
         else pl.Series("message_id", [], pl.String)
     )
     touched = pl.concat([_ids(changed, "message"), with_new_body]).unique()
-    # Every applied event of the touched messages and of the other changed aggregates,
-    # in one scan of ``events`` (each scan opens every day's file).
     aggregates = pl.concat(
         [
             changed.filter(pl.col("aggregate_type") != "message").select(
@@ -433,9 +435,7 @@ def _refresh_incrementally(
             ),
         ]
     ).unique()
-    new_events = read_applied_events(
-        lake, _isin("aggregate_id", aggregates["aggregate_id"]), columns=FOLD_COLUMNS
-    ).join(aggregates, on=["aggregate_type", "aggregate_id"], how="semi")
+    new_events = _events_to_refold(lake, aggregates, changed, removed)
     old_messages, new_messages, locator = _refresh_messages(
         lake,
         touched,
@@ -526,6 +526,108 @@ def _refresh_incrementally(
     )
     refresh.wrote(SNAPSHOTS, _refresh_snapshots(lake, changed, new_events, versions))
     return refresh
+
+
+_AGGREGATE = ["aggregate_type", "aggregate_id"]
+
+
+def _events_to_refold(
+    lake: Lake, aggregates: pl.DataFrame, changed: pl.DataFrame, removed: bool
+) -> pl.DataFrame:
+    """Applied events (``FOLD_COLUMNS``) that fold into the current states of
+    ``aggregates`` (aggregate_type, aggregate_id), and into their snapshots from their
+    first day in ``changed`` on.
+
+    When lines were only added, an account, room or read marker whose changed days
+    hold only versions above its stored state, and which has no snapshot after its
+    first changed day, continues from that state (``state_events``) with those days'
+    events: a day's refresh does not read a year of a busy read marker. Every other
+    aggregate brings all its events, read from the days that hold one."""
+    continued = [] if removed else _continued_from_state(lake, changed)
+    done = pl.concat(
+        [pl.DataFrame(schema=aggregates.schema), *(f.select(_AGGREGATE) for f in continued)]
+    )
+    rest = aggregates.join(done.unique(), on=_AGGREGATE, how="anti")
+    return pl.concat([*continued, _all_events_of(lake, rest)])
+
+
+def _continued_from_state(lake: Lake, changed: pl.DataFrame) -> list[pl.DataFrame]:
+    """For the changed accounts, rooms and read markers that can continue from their
+    stored state (see ``_events_to_refold``): that state as events, then the events of
+    their changed days; one frame per aggregate type."""
+    candidates = changed.filter(pl.col("aggregate_type").is_in(CONTINUABLE_TYPES))
+    if candidates.is_empty():
+        return []
+    since = candidates.group_by(_AGGREGATE).agg(since=pl.col("day").min())
+    first = since["since"].min()
+    if first <= date.min:
+        return []
+    days_events = read_applied_events(
+        lake,
+        pl.col("day").is_in(candidates["day"].unique().implode())
+        & _isin("aggregate_id", candidates["aggregate_id"]),
+        FOLD_COLUMNS,
+    ).join(candidates, on=[*_AGGREGATE, "day"], how="semi")
+    changed_later = (  # snapshots after the first changed day: a later day holds events
+        lake.scan(SNAPSHOTS, SCHEMAS[SNAPSHOTS])
+        .filter(pl.col("as_of_day") > first)  # prunes day partitions
+        .select(*_AGGREGATE, "as_of_day")
+        .join(since.lazy(), on=_AGGREGATE)
+        .filter(pl.col("as_of_day") > pl.col("since"))
+        .select(_AGGREGATE)
+        .collect()
+    )
+    lowest = days_events.group_by(_AGGREGATE).agg(lowest=pl.col("version").min())
+    frames = []
+    for kind in CONTINUABLE_TYPES:
+        ids = since.filter(pl.col("aggregate_type") == kind)["aggregate_id"]
+        if ids.is_empty():
+            continue
+        stored = _stored_states(lake, kind, ids)
+        eligible = (
+            ids.to_frame("aggregate_id")
+            .with_columns(aggregate_type=pl.lit(kind))
+            .join(changed_later, on=_AGGREGATE, how="anti")
+            .join(lowest, on=_AGGREGATE, how="left")
+            .join(
+                stored.select(aggregate_id=STATE_IDS[kind], stored_version="version"),
+                on="aggregate_id",
+                how="left",
+            )
+            .filter(
+                pl.col("lowest").is_null()
+                | pl.col("stored_version").is_null()
+                | (pl.col("lowest") > pl.col("stored_version"))
+            )
+        )["aggregate_id"]
+        if eligible.is_empty():
+            continue
+        before = state_events(
+            kind, stored.filter(_isin(STATE_IDS[kind], eligible)), first - timedelta(days=1)
+        ).select(FOLD_COLUMNS)
+        after = days_events.filter(
+            (pl.col("aggregate_type") == kind) & _isin("aggregate_id", eligible)
+        )
+        frames.append(pl.concat([before, after.select(FOLD_COLUMNS)]))
+    return frames
+
+
+def _all_events_of(lake: Lake, aggregates: pl.DataFrame) -> pl.DataFrame:
+    """Every applied event (``FOLD_COLUMNS``) of ``aggregates`` (aggregate_type,
+    aggregate_id), read from only the days that hold one: two narrow columns of every
+    day find those days, which costs less than filtering every day's file."""
+    if aggregates.is_empty():
+        return pl.DataFrame(schema={c: EVENTS_SCHEMA[c] for c in FOLD_COLUMNS})
+    ids = aggregates["aggregate_id"].unique()
+    days = (
+        lake.read(EVENTS, EVENTS_SCHEMA, columns=["aggregate_id", "day"])
+        .join(ids.to_frame("aggregate_id"), on="aggregate_id", how="semi")["day"]
+        .unique()
+    )
+    where = pl.col("day").is_in(days.implode()) & _isin("aggregate_id", ids)
+    return read_applied_events(lake, where, FOLD_COLUMNS).join(
+        aggregates, on=_AGGREGATE, how="semi"
+    )
 
 
 def _refresh_messages(
@@ -676,15 +778,19 @@ def _states(
     schema: pl.Schema,
 ) -> pl.DataFrame:
     """States of ``ids``: refolded where the aggregate changed, else as stored in its table."""
-    table, key = f"{kind}s", f"{kind}_id"
+    key = STATE_IDS[kind]
     refolded = fold(new_events.filter(pl.col("aggregate_type") == kind))
-    stored = (
-        lake.read(table, SCHEMAS[table], where=_isin(key, ids) & pl.col("version").is_not_null())
-        .filter(~_isin(key, _ids(changed, kind)))
-        .rename({"known": "created"})
-        .select(schema.names())
-    )
-    return pl.concat([refolded.select(schema.names()), stored.cast(schema)]).sort(key)
+    stored = _stored_states(lake, kind, ids).filter(~_isin(key, _ids(changed, kind)))
+    return pl.concat([refolded.select(schema.names()), stored]).sort(key)
+
+
+def _stored_states(lake: Lake, kind: str, ids: pl.Series) -> pl.DataFrame:
+    """The states (``STATE_SCHEMAS[kind]``) of ``ids`` that their table holds (those of
+    aggregates that have one: a row of an account only referenced holds none)."""
+    key, schema = STATE_IDS[kind], STATE_SCHEMAS[kind]
+    table = "read_markers" if kind == "read_marker" else f"{kind}s"
+    rows = lake.read(table, SCHEMAS[table], where=_isin(key, ids) & pl.col("version").is_not_null())
+    return rows.rename({"known": "created"}, strict=False).select(schema.names()).cast(schema)
 
 
 def _referenced(

@@ -9,9 +9,11 @@ order whatever the day they were recorded (spec "Semantics", decisions 9-17).
 
 from __future__ import annotations
 
+from datetime import date
+
 import polars as pl
 
-from pipelines.ingest.catalog import TIME
+from pipelines.ingest.catalog import PAYLOAD_SCHEMA, TIME
 
 MESSAGE_ID = "message_id"
 REACTION = pl.Struct({"account_id": pl.String(), "emoji": pl.String()})
@@ -361,3 +363,76 @@ def fold_all(events: pl.DataFrame) -> dict[str, pl.DataFrame]:
             [fold(own.filter(group == g)) for g in range(groups)]
         ).sort(STATE_IDS[aggregate_type])
     return states
+
+
+# The event columns that folds read, besides the payload's.
+_EVENT_COLUMNS = {
+    "day": pl.Date(),
+    "event_type": pl.String(),
+    "schema_version": pl.Int64(),
+    "aggregate_type": pl.String(),
+    "aggregate_id": pl.String(),
+    "version": pl.Int64(),
+    "known_type": pl.Boolean(),
+    "status": pl.String(),
+    **PAYLOAD_SCHEMA,
+}
+# Per aggregate type whose state is the last value set of each field: the event that
+# carries the whole state ((if created, else) event type; state column -> event column).
+_STATE_EVENT = {
+    "account": (
+        ("AccountCreated", "AccountUpdated"),
+        {c: c for c in ("display_name", "handle", "did", "platform", "created_at")},
+    ),
+    "room": (
+        ("RoomCreated", "RoomUpdated"),
+        {"type": "room_type"}
+        | {c: c for c in ("name", "platform", "server_id", "server_name", "topic", "created_at")},
+    ),
+    "read_marker": (
+        ("ReadMarkerMoved", "ReadMarkerMoved"),
+        {c: c for c in ("account_id", "room_id", "read_up_to")},
+    ),
+}
+CONTINUABLE_TYPES = tuple(_STATE_EVENT)
+
+
+def state_events(aggregate_type: str, states: pl.DataFrame, day: date) -> pl.DataFrame:
+    """Applied events recorded on ``day`` that fold into ``states`` (of accounts, rooms or
+    read markers, ``CONTINUABLE_TYPES``): each state as one event at its version, a room's
+    members as joins at that version.
+
+    Folding these followed by events of higher versions gives the fold of the whole
+    history: each field is the last value set by version, and the state holds, for
+    every field, the last value its history set."""
+    (created, updated), fields = _STATE_EVENT[aggregate_type]
+    id_column = STATE_IDS[aggregate_type]
+    event_type = pl.lit(updated)
+    if "created" in states.columns:
+        event_type = pl.when("created").then(pl.lit(created)).otherwise(event_type)
+    frames = [
+        states.select(
+            aggregate_id=id_column,
+            version="version",
+            event_type=event_type,
+            **{event: pl.col(state) for state, event in fields.items()},
+        )
+    ]
+    if aggregate_type == "room":
+        frames.append(
+            states.select(
+                aggregate_id=id_column,
+                version="version",
+                event_type=pl.lit("MemberJoined"),
+                account_id="members",
+            )
+            .explode("account_id")
+            .drop_nulls("account_id")
+        )
+    events = pl.concat(frames, how="diagonal").with_columns(
+        day=pl.lit(day, pl.Date),
+        aggregate_type=pl.lit(aggregate_type),
+        known_type=pl.lit(True),
+        status=pl.lit("applied"),
+    )
+    return pl.concat([pl.DataFrame(schema=_EVENT_COLUMNS), events], how="diagonal_relaxed")
