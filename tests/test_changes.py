@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from pipelines.model.changes import (
     adjust_account_measures,
+    adjust_daily,
     adjust_room_measures,
     adjust_unread,
     count_unread,
@@ -24,9 +25,12 @@ from pipelines.model.changes import (
 from pipelines.model.fold import MESSAGE_STATE_SCHEMA
 from pipelines.model.views import (
     ACCOUNT_MEASURES_SCHEMA,
+    PLATFORM_DAILY_INPUT,
     ROOM_MEASURES_SCHEMA,
     UNREAD_SCHEMA,
     account_measures,
+    build_account_daily,
+    build_platform_daily,
     build_unread,
     room_measures,
 )
@@ -177,3 +181,90 @@ def test_adjusted_unread_equals_a_recount(history, old_marks, new_marks):
     counted = count_unread(positions, frame(new))
     result = pl.concat([adjusted, counted]).sort("account_id", "room_id")
     assert result.equals(truth.cast(UNREAD_SCHEMA).sort("account_id", "room_id"))
+
+
+activity = st.fixed_dictionaries(
+    {
+        "account_id": st.sampled_from([*PEOPLE, None]),
+        "platform": st.sampled_from(["slack", "matrix", None]),
+        "day": st.integers(0, 3),
+        "edits": st.lists(st.integers(0, 3), max_size=3),
+        "deleted": st.none() | st.integers(0, 3),
+        "adds": st.lists(
+            st.tuples(st.sampled_from([*PEOPLE, None]), st.integers(0, 3)), max_size=3
+        ),
+        "root": st.booleans(),
+    }
+)
+activity_histories = st.tuples(
+    st.dictionaries(st.sampled_from([f"m{i}" for i in range(8)]), activity, max_size=8),
+    st.dictionaries(
+        st.sampled_from([f"m{i}" for i in range(10)]), st.none() | activity, max_size=6
+    ),
+)
+
+
+def activity_frame(rows: dict[str, dict]) -> pl.DataFrame:
+    def at(day: int, hour: int = 12) -> datetime:
+        return T0 + timedelta(days=day, hours=hour)
+
+    return pl.DataFrame(
+        [
+            {
+                "message_id": message_id,
+                "platform": r["platform"],
+                "account_id": r["account_id"],
+                "created_at": at(r["day"]),
+                "deleted": r["deleted"] is not None,
+                "deleted_at": None if r["deleted"] is None else at(r["deleted"], 23),
+                "edit_times": [at(d, 13) for d in r["edits"]],
+                "reaction_adds": [
+                    {"account_id": a, "emoji": "+1", "at": at(d, 14)} for a, d in r["adds"]
+                ],
+            }
+            for message_id, r in sorted(rows.items())
+        ],
+        schema={c: MESSAGE_STATE_SCHEMA[c] for c in PLATFORM_DAILY_INPUT},
+    )
+
+
+def roots_of(rows: dict[str, dict]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"root_message_id": [k for k, r in sorted(rows.items()) if r["root"]]},
+        schema={"root_message_id": pl.String},
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(activity_histories)
+def test_adjusted_daily_counts_equal_a_recount(history):
+    old, changes = history
+    new = {k: v for k, v in old.items() if k not in changes}
+    new.update({k: v for k, v in changes.items() if v is not None})
+    old_rows = activity_frame({k: v for k, v in old.items() if k in changes})
+    new_rows = activity_frame({k: v for k, v in changes.items() if v is not None})
+
+    def tables(rows: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
+        accounts = build_account_daily(activity_frame(rows))
+        return build_platform_daily(activity_frame(rows), roots_of(rows), accounts), accounts
+
+    def starts(rows: pl.DataFrame, of: dict) -> pl.DataFrame:
+        return rows.filter(pl.col("message_id").is_in([k for k, r in of.items() if r["root"]]))
+
+    stored_daily, stored_accounts = tables(old)
+    daily, accounts, keys = adjust_daily(
+        stored_daily,
+        stored_accounts,
+        old_rows,
+        new_rows,
+        starts(old_rows, old),
+        starts(new_rows, {k: v for k, v in changes.items() if v is not None}),
+    )
+    truth_daily, truth_accounts = tables(new)
+    for stored, adjusted, truth, key in (
+        (stored_daily, daily, truth_daily, ["platform", "day"]),
+        (stored_accounts, accounts, truth_accounts, ["platform", "day", "account_id"]),
+    ):
+        kept = stored.join(keys, on=["platform", "day"], how="anti", nulls_equal=True)
+        result = pl.concat([kept, adjusted]).sort(key, nulls_last=True)
+        assert result.equals(truth.sort(key, nulls_last=True))

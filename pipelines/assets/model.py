@@ -19,6 +19,8 @@ DESCRIPTIONS = {
     "rooms": "Every room created or referenced, with current members and live message counts.",
     "platform_daily": "Per platform and UTC day: messages created, edited, deleted, reactions "
     "added, active accounts and new threads.",
+    "account_daily": "Per platform, UTC day and account: messages created and reactions added; "
+    "the active accounts that platform_daily counts.",
     "unread": "Unread live messages per current room member, after its read marker.",
     "read_markers": "Each read marker's latest position (highest version).",
     SNAPSHOTS: "State of every aggregate at the end of each recorded day on which it changed; "

@@ -24,6 +24,7 @@ from pipelines.lake.delta import Lake, in_predicate
 from pipelines.lake.tables import CONTENT, EVENTS, EVENTS_SCHEMA
 from pipelines.model.changes import (
     adjust_account_measures,
+    adjust_daily,
     adjust_room_measures,
     adjust_unread,
     count_unread,
@@ -60,9 +61,11 @@ from pipelines.model.threads import (
     resolve_threads,
 )
 from pipelines.model.views import (
+    ACCOUNT_DAILY_SCHEMA,
     ACCOUNT_MEASURES_SCHEMA,
     ACCOUNTS_SCHEMA,
     CREATED_WEEK,
+    DAILY_KEY,
     MESSAGES_SCHEMA,
     PLATFORM_DAILY_INPUT,
     PLATFORM_DAILY_SCHEMA,
@@ -72,7 +75,6 @@ from pipelines.model.views import (
     UNREAD_SCHEMA,
     account_rows,
     build_messages,
-    build_platform_daily,
     read_positions,
     room_rows,
 )
@@ -84,6 +86,7 @@ SCHEMAS = {
     "accounts": ACCOUNTS_SCHEMA,
     "rooms": ROOMS_SCHEMA,
     "platform_daily": PLATFORM_DAILY_SCHEMA,
+    "account_daily": ACCOUNT_DAILY_SCHEMA,
     "unread": UNREAD_SCHEMA,
     "read_markers": READ_MARKER_STATE_SCHEMA,
     SNAPSHOTS: SNAPSHOTS_SCHEMA,
@@ -96,6 +99,7 @@ KEYS = {
     "accounts": ["account_id"],
     "rooms": ["room_id"],
     "platform_daily": ["platform", "day"],
+    "account_daily": ["platform", "day", "account_id"],
     "unread": ["account_id", "room_id"],
     "read_markers": ["marker_id"],
     SNAPSHOTS: ["aggregate_type", "aggregate_id", "as_of_day"],
@@ -457,6 +461,7 @@ def _refresh_incrementally(
     roots = _read_messages(
         lake, locator, "message_id", threads["root_message_id"], PLATFORM_DAILY_INPUT
     )
+    thread_roots = _thread_roots(old_threads, new_threads, roots, old_messages)
 
     marker_ids = _ids(changed, "read_marker")
     old_markers = lake.read(
@@ -488,7 +493,7 @@ def _refresh_incrementally(
         new_events,
         removed,
         (old_messages, new_messages),
-        _root_authors(old_threads, new_threads, roots, old_messages),
+        tuple(r["account_id"] for r in thread_roots),
         locator,
     )
     refresh.wrote(
@@ -521,9 +526,7 @@ def _refresh_incrementally(
     )
     refresh.wrote("unread", _replace_keys(lake, "unread", unread, stored_unread, versions))
 
-    refresh.wrote(
-        "platform_daily", _refresh_platform_days(lake, locator, rewritten, roots, versions)
-    )
+    _refresh_daily(lake, refresh, (old_messages, new_messages), thread_roots, versions)
     refresh.wrote(SNAPSHOTS, _refresh_snapshots(lake, changed, new_events, versions))
     return refresh
 
@@ -811,30 +814,27 @@ def _referenced(
     return pl.concat([before[column], new_events.filter(chosen)[column]]).drop_nulls().unique()
 
 
-def _root_authors(
+def _thread_roots(
     old_threads: pl.DataFrame,
     new_threads: pl.DataFrame,
     roots: pl.DataFrame,
     old_messages: pl.DataFrame,
-) -> tuple[pl.Series, pl.Series]:
-    """The authors of the old and of the new threads' root messages, one per thread with
-    a root in ``messages``, as they were before and after the refresh (``roots`` holds
-    the current rows of both sets' roots)."""
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The root messages (account_id, platform, created_at) of the old and of the new
+    threads, one per thread with a root in ``messages``, as they were before and after
+    the refresh (``roots`` holds the current rows of both sets' roots)."""
+    columns = ["message_id", "account_id", "platform", "created_at"]
     before = pl.concat(
         [
-            old_messages.select("message_id", "account_id"),
-            roots.filter(~_isin("message_id", old_messages["message_id"])).select(
-                "message_id", "account_id"
-            ),
+            old_messages.select(columns),
+            roots.filter(~_isin("message_id", old_messages["message_id"])).select(columns),
         ]
     )
 
-    def authors(threads: pl.DataFrame, messages: pl.DataFrame) -> pl.Series:
-        return threads.join(messages, left_on="root_message_id", right_on="message_id")[
-            "account_id"
-        ]
+    def root_rows(threads: pl.DataFrame, messages: pl.DataFrame) -> pl.DataFrame:
+        return threads.select(message_id="root_message_id").join(messages, on="message_id")
 
-    return authors(old_threads, before), authors(new_threads, roots.select(before.columns))
+    return root_rows(old_threads, before), root_rows(new_threads, roots.select(columns))
 
 
 def _account_rows(
@@ -939,59 +939,32 @@ def _room_rows(
     return room_rows(states, referenced, measures).filter(_isin("room_id", ids))
 
 
-def _activity_days() -> pl.Expr:
-    """The UTC days of a message's activities (decision 13), as a list."""
-    return pl.concat_list(
-        pl.col("created_at").dt.date(),
-        pl.col("deleted_at").dt.date(),
-        pl.col("edit_times").list.eval(pl.element().dt.date()),
-        pl.col("reaction_adds").list.eval(pl.element().struct.field("at").dt.date()),
-    )
-
-
-def _active_messages(lake: Lake, days: pl.Series) -> pl.Series:
-    """Messages with an applied event whose own time falls on one of ``days``: a superset
-    of the messages with activity on those days, found in flat ``events`` columns instead
-    of the list columns of ``messages``."""
-    own_time = pl.coalesce("created_at", "edited_at", "deleted_at", "at")
-    return read_applied_events(
-        lake,
-        (pl.col("aggregate_type") == "message") & own_time.dt.date().is_in(days.implode()),
-        columns=["aggregate_id"],
-    )["aggregate_id"].unique()
-
-
-def _refresh_platform_days(
+def _refresh_daily(
     lake: Lake,
-    locator: pl.DataFrame,
-    rewritten: pl.DataFrame,
-    roots: pl.DataFrame,
+    refresh: ProjectionRefresh,
+    rewritten: tuple[pl.DataFrame, pl.DataFrame],
+    thread_roots: tuple[pl.DataFrame, pl.DataFrame],
     versions: dict[str, str],
-) -> pl.DataFrame:
-    """Recount the (platform, day) rows that rewritten messages or the roots of rewritten
-    threads fall on."""
-    keys = (
-        pl.concat([rewritten.select(roots.columns), roots])
-        .select("platform", day=_activity_days())
-        .explode("day")
-        .drop_nulls("day")
-        .unique()
+) -> None:
+    """Adjust ``platform_daily`` and ``account_daily`` by the rewritten (old, new)
+    messages and the (old, new) threads' root messages."""
+    stored_daily = lake.read("platform_daily", PLATFORM_DAILY_SCHEMA)
+    stored_accounts = lake.read("account_daily", ACCOUNT_DAILY_SCHEMA)
+    daily, accounts, keys = adjust_daily(
+        stored_daily,
+        stored_accounts,
+        *(rows.select(PLATFORM_DAILY_INPUT) for rows in rewritten),
+        *thread_roots,
     )
-    if keys.is_empty():
-        return _replace_keys(
-            lake, "platform_daily", pl.DataFrame(schema=PLATFORM_DAILY_SCHEMA), keys, versions
+    for table, rows, stored in (
+        ("platform_daily", daily, stored_daily),
+        ("account_daily", accounts, stored_accounts),
+    ):
+        kept = stored.join(keys, on=DAILY_KEY, how="anti", nulls_equal=True)
+        lake.write(
+            table, pl.concat([kept, rows]).sort(KEYS[table], nulls_last=True), metadata=versions
         )
-    active = _read_messages(
-        lake, locator, "message_id", _active_messages(lake, keys["day"]), PLATFORM_DAILY_INPUT
-    ).filter(_isin("platform", keys["platform"]))
-    day_threads = lake.read(
-        "threads",
-        THREADS_SCHEMA,
-        columns=["root_message_id"],
-        where=_isin("root_message_id", active["message_id"]),
-    )
-    rows = build_platform_daily(active, day_threads).join(keys, on=["platform", "day"], how="semi")
-    return _replace_keys(lake, "platform_daily", rows, keys, versions)
+        refresh.wrote(table, rows)
 
 
 def _refresh_snapshots(

@@ -17,7 +17,18 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipelines.model.views import ACCOUNT_MEASURES_SCHEMA, ROOM_MEASURES_SCHEMA, UNREAD_SCHEMA
+from pipelines.model.views import (
+    ACCOUNT_DAILY_KEY,
+    ACCOUNT_MEASURES_SCHEMA,
+    DAILY_COUNTS,
+    DAILY_KEY,
+    PLATFORM_DAILY_INPUT,
+    ROOM_MEASURES_SCHEMA,
+    UNREAD_SCHEMA,
+    account_daily_rows,
+    activities,
+    platform_daily_rows,
+)
 
 _PAIR = ["account_id", "room_id"]
 
@@ -128,6 +139,65 @@ def adjust_room_measures(
         .cast(ROOM_MEASURES_SCHEMA)
     )
     return measures, _extremes_lost(live, stored, "room_id", ["last_message_at"])
+
+
+def adjust_daily(
+    stored_daily: pl.DataFrame,
+    stored_accounts: pl.DataFrame,
+    old_rows: pl.DataFrame,
+    new_rows: pl.DataFrame,
+    old_starts: pl.DataFrame,
+    new_starts: pl.DataFrame,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """``platform_daily`` and ``account_daily`` after the old ``messages`` rows were
+    replaced by the new ones, and the threads started at ``old_starts`` by those started
+    at ``new_starts`` (platform, created_at of each root message).
+
+    ``stored_daily`` and ``stored_accounts`` hold the rows as of the old rows, for every
+    (platform, day) concerned at least. Returns the rows of the (platform, day) keys
+    that changed (a key left without activity has none), and those keys."""
+    signed = signed_rows(old_rows, new_rows, list(PLATFORM_DAILY_INPUT))
+    acts = activities(signed, carry=["sign"])
+    starts = signed_rows(old_starts, new_starts, ["platform", "created_at"]).select(
+        "platform", "sign", day=pl.col("created_at").dt.date()
+    )
+    changes = [
+        acts[kind].group_by(DAILY_KEY).agg(pl.col("sign").sum().alias(column))
+        for kind, column in DAILY_COUNTS.items()
+    ]
+    changes.append(starts.group_by(DAILY_KEY).agg(new_threads=pl.col("sign").sum()))
+    keys = pl.concat([c.select(DAILY_KEY) for c in changes]).unique()
+
+    def on_keys(stored: pl.DataFrame) -> pl.DataFrame:
+        return stored.join(keys, on=DAILY_KEY, how="semi", nulls_equal=True)
+
+    accounts = account_daily_rows(
+        pl.concat(
+            [
+                on_keys(stored_accounts).select(
+                    *ACCOUNT_DAILY_KEY, "messages_created", "reactions_added"
+                ),
+                *(
+                    acts[kind].group_by(ACCOUNT_DAILY_KEY).agg(pl.col("sign").sum().alias(column))
+                    for kind, column in (
+                        ("created", "messages_created"),
+                        ("reacted", "reactions_added"),
+                    )
+                ),
+            ],
+            how="diagonal",
+        )
+        .group_by(ACCOUNT_DAILY_KEY)
+        .agg(pl.col("messages_created", "reactions_added").sum())
+    )
+    measures = [*DAILY_COUNTS.values(), "new_threads"]
+    counts = (
+        pl.concat([on_keys(stored_daily).select(*DAILY_KEY, *measures), *changes], how="diagonal")
+        .group_by(DAILY_KEY)
+        .agg(pl.col(measures).sum())
+    )
+    active = accounts.group_by(DAILY_KEY).agg(active_accounts=pl.len())
+    return platform_daily_rows([counts, active]), accounts, keys
 
 
 def _extremes_lost(

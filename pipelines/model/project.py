@@ -15,6 +15,7 @@ from pipelines.model.views import (
     PLATFORM_DAILY_INPUT,
     ROOMS_INPUT,
     UNREAD_INPUT,
+    build_account_daily,
     build_accounts,
     build_messages,
     build_platform_daily,
@@ -70,11 +71,13 @@ def views_from_messages(
     marker_states = states["read_marker"]
     threads = build_threads(messages)
     rooms = build_rooms(states["room"], referenced_rooms, messages)
+    account_daily = build_account_daily(messages)
     return {
         "threads": threads,
         "accounts": build_accounts(states["account"], referenced_accounts, messages, threads),
         "rooms": rooms,
-        "platform_daily": build_platform_daily(messages, threads),
+        "platform_daily": build_platform_daily(messages, threads, account_daily),
+        "account_daily": account_daily,
         "unread": build_unread(rooms, marker_states, messages),
         "read_markers": marker_states,
     }

@@ -6,6 +6,8 @@ Each function gets complete inputs for the rows it builds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import polars as pl
 
 from pipelines.ingest.catalog import TIME
@@ -101,6 +103,16 @@ PLATFORM_DAILY_SCHEMA = pl.Schema(
         "reactions_added": pl.Int64(),
         "active_accounts": pl.Int64(),
         "new_threads": pl.Int64(),
+    }
+)
+
+ACCOUNT_DAILY_SCHEMA = pl.Schema(
+    {
+        "platform": pl.String(),
+        "day": pl.Date(),
+        "account_id": pl.String(),
+        "messages_created": pl.Int64(),
+        "reactions_added": pl.Int64(),
     }
 )
 
@@ -323,49 +335,109 @@ def room_rows(states: pl.DataFrame, referenced: pl.Series, measures: pl.DataFram
     )
 
 
-def build_platform_daily(messages: pl.DataFrame, threads: pl.DataFrame) -> pl.DataFrame:
-    """Per platform and UTC day of each activity's own time (decision 13)."""
+DAILY_KEY = ["platform", "day"]
+ACCOUNT_DAILY_KEY = [*DAILY_KEY, "account_id"]
+
+
+def activities(messages: pl.DataFrame, carry: Sequence[str] = ()) -> dict[str, pl.DataFrame]:
+    """Every activity of ``messages`` (``PLATFORM_DAILY_INPUT``) with its platform and the
+    UTC day of its own time (decision 13), by kind: ``created`` and ``reacted`` with the
+    account that acted, ``edited`` and ``deleted``. ``carry`` columns come along."""
     day = pl.col("at").dt.date().alias("day")
-    created = messages.select("platform", "account_id", at="created_at")
-    edited = messages.select("platform", at=pl.col("edit_times")).explode("at").drop_nulls("at")
-    deleted = messages.filter("deleted").select("platform", at="deleted_at")
     reacted = (
-        messages.select("platform", adds="reaction_adds")
+        messages.select("platform", *carry, adds="reaction_adds")
         .explode("adds")
         .drop_nulls("adds")
         .select(
             "platform",
+            *carry,
             pl.col("adds").struct.field("account_id"),
             at=pl.col("adds").struct.field("at"),
         )
     )
-    roots = threads.select(message_id="root_message_id").join(
-        messages.select("message_id", "platform", at="created_at"), on="message_id"
-    )
-    counts = [
-        created.group_by("platform", day).agg(messages_created=pl.len()),
-        edited.group_by("platform", day).agg(messages_edited=pl.len()),
-        deleted.group_by("platform", day).agg(messages_deleted=pl.len()),
-        reacted.group_by("platform", day).agg(reactions_added=pl.len()),
-        pl.concat(
-            [
-                created.select("platform", "account_id", "at"),
-                reacted.select("platform", "account_id", "at"),
-            ]
-        )
-        .group_by("platform", day)
-        .agg(active_accounts=pl.col("account_id").n_unique()),
-        roots.group_by("platform", day).agg(new_threads=pl.len()),
-    ]
-    keys = pl.concat([c.select("platform", "day") for c in counts]).unique()
-    result = keys
-    for frame in counts:
-        result = result.join(frame, on=["platform", "day"], how="left")
+    return {
+        "created": messages.select(
+            "platform", *carry, "account_id", day=pl.col("created_at").dt.date()
+        ),
+        "edited": messages.select("platform", *carry, at="edit_times")
+        .explode("at")
+        .drop_nulls("at")
+        .select("platform", *carry, day),
+        "deleted": messages.filter("deleted").select(
+            "platform", *carry, day=pl.col("deleted_at").dt.date()
+        ),
+        "reacted": reacted.select("platform", *carry, "account_id", day),
+    }
+
+
+def thread_starts(threads: pl.DataFrame, messages: pl.DataFrame) -> pl.DataFrame:
+    """(platform, created_at) of the root message of each of ``threads`` in ``messages``."""
     return (
-        result.with_columns(pl.exclude("platform", "day").fill_null(0))
+        threads.select(message_id="root_message_id")
+        .join(messages.select("message_id", "platform", "created_at"), on="message_id")
+        .drop("message_id")
+    )
+
+
+def build_account_daily(messages: pl.DataFrame) -> pl.DataFrame:
+    """Per platform, UTC day and account: the messages it created and the reactions it
+    added that day (decision 13); the accounts active on a platform's day."""
+    acts = activities(messages)
+    created = acts["created"].group_by(ACCOUNT_DAILY_KEY).agg(messages_created=pl.len())
+    reacted = acts["reacted"].group_by(ACCOUNT_DAILY_KEY).agg(reactions_added=pl.len())
+    return account_daily_rows(
+        created.join(reacted, on=ACCOUNT_DAILY_KEY, how="full", coalesce=True, nulls_equal=True)
+    )
+
+
+def account_daily_rows(counts: pl.DataFrame) -> pl.DataFrame:
+    return (
+        counts.with_columns(pl.col("messages_created", "reactions_added").fill_null(0))
+        .filter((pl.col("messages_created") != 0) | (pl.col("reactions_added") != 0))
+        .select(ACCOUNT_DAILY_SCHEMA.names())
+        .cast(ACCOUNT_DAILY_SCHEMA)
+        .sort(ACCOUNT_DAILY_KEY, nulls_last=True)
+    )
+
+
+def build_platform_daily(
+    messages: pl.DataFrame, threads: pl.DataFrame, account_daily: pl.DataFrame
+) -> pl.DataFrame:
+    """Per platform and UTC day of each activity's own time (decision 13); the active
+    accounts are ``account_daily``'s (``build_account_daily(messages)``)."""
+    acts = activities(messages)
+    starts = thread_starts(threads, messages).select("platform", day=pl.col("created_at").dt.date())
+    counts = [
+        acts[kind].group_by(DAILY_KEY).agg(pl.len().alias(column))
+        for kind, column in DAILY_COUNTS.items()
+    ]
+    counts.append(starts.group_by(DAILY_KEY).agg(new_threads=pl.len()))
+    counts.append(account_daily.group_by(DAILY_KEY).agg(active_accounts=pl.len()))
+    return platform_daily_rows(counts)
+
+
+# Per kind of activity, the ``platform_daily`` column that counts it.
+DAILY_COUNTS = {
+    "created": "messages_created",
+    "edited": "messages_edited",
+    "deleted": "messages_deleted",
+    "reacted": "reactions_added",
+}
+
+
+def platform_daily_rows(counts: list[pl.DataFrame]) -> pl.DataFrame:
+    """``platform_daily`` rows from frames of (platform, day, one count column each): a
+    row for every (platform, day) with a count that is not 0."""
+    result = pl.concat([c.select(DAILY_KEY) for c in counts]).unique()
+    for frame in counts:
+        result = result.join(frame, on=DAILY_KEY, how="left", nulls_equal=True)
+    measures = [c for c in PLATFORM_DAILY_SCHEMA.names() if c not in DAILY_KEY]
+    return (
+        result.with_columns(pl.col(measures).fill_null(0))
+        .filter(pl.any_horizontal(pl.col(measures) != 0))
         .select(PLATFORM_DAILY_SCHEMA.names())
         .cast(PLATFORM_DAILY_SCHEMA)
-        .sort("platform", "day", nulls_last=True)
+        .sort(DAILY_KEY, nulls_last=True)
     )
 
 
@@ -447,6 +519,7 @@ __all__ = [
     "ROOM_STATE_SCHEMA",
     "build_accounts",
     "build_messages",
+    "build_account_daily",
     "build_platform_daily",
     "build_rooms",
     "build_unread",
