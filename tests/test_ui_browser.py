@@ -40,6 +40,7 @@ ASSETS = {
         "accounts",
         "rooms",
         "platform_daily",
+        "account_daily",
         "unread",
         "read_markers",
         "snapshots",
