@@ -324,6 +324,8 @@ def projection_figures(tables: dict[str, pl.DataFrame]) -> dict[str, dict[str, i
             "rows": daily.height,
             "messages_created": int(daily["messages_created"].sum() or 0),
             "messages_deleted": int(daily["messages_deleted"].sum() or 0),
+            # adjusted through account_daily, not recounted, on an incremental refresh
+            "active_accounts": int(daily["active_accounts"].sum() or 0),
         },
     }
 
@@ -390,7 +392,7 @@ def recount_projections(lake: Lake) -> dict[str, Outcome]:
         "threads": ["message_count"],
         "accounts": ["known", "message_count"],
         "rooms": ["known", "message_count"],
-        "platform_daily": ["messages_created", "messages_deleted"],
+        "platform_daily": ["messages_created", "messages_deleted", "active_accounts"],
     }
     stored = projection_figures(
         {
