@@ -51,3 +51,23 @@ def test_a_lake_kept_open_writes_after_another_writer(tmp_path):
     assert values(other) == [1, 2, 3]  # nothing the other writer committed is lost
     run.write("t", pl.DataFrame({"a": [9]}), predicate="a >= 2")
     assert values(other) == [1, 9]
+
+
+def test_a_table_read_whole_is_read_once_per_version_and_filtered(tmp_path, monkeypatch):
+    lake = Lake(tmp_path).for_one_run({}, read_whole=["t"])
+    assert lake.read("t", {"a": pl.Int64}).is_empty()  # no table yet
+    lake.write("t", pl.DataFrame({"a": [1, 2, 3]}))
+    scans = []
+    scan = Lake.scan
+
+    def counted(self, table, *args, **kwargs):
+        scans.append(table)
+        return scan(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(Lake, "scan", counted)
+    assert lake.read("t", where=pl.col("a") >= 2)["a"].to_list() == [2, 3]
+    assert lake.read("t", columns=["a"], where=pl.col("a") == 1)["a"].to_list() == [1]
+    assert scans == ["t"]
+    lake.write("t", pl.DataFrame({"a": [20]}), predicate="a >= 2")  # a new version
+    assert sorted(lake.read("t")["a"].to_list()) == [1, 20]
+    assert scans == ["t", "t"]

@@ -41,7 +41,11 @@ class Lake:
     """The Delta tables under one root directory, addressed by table name."""
 
     def __init__(
-        self, root: Path | str, pins: dict[str, int] | None = None, keep_open: bool = False
+        self,
+        root: Path | str,
+        pins: dict[str, int] | None = None,
+        keep_open: bool = False,
+        read_whole: Iterable[str] = (),
     ):
         self.root = Path(root)
         self.pins = pins or {}
@@ -49,6 +53,9 @@ class Lake:
         self._opened: dict[tuple[str, int | str | None], DeltaTable] | None = (
             {} if keep_open else None
         )
+        self.read_whole = frozenset(read_whole) if keep_open else frozenset()
+        # (table, version) -> every row, for the tables read whole
+        self._rows: dict[tuple[str, int], pl.DataFrame] = {}
 
     def pinned(self, versions: dict[str, int | None]) -> Lake:
         """The same lake, but reads of the named tables see the given versions (a
@@ -56,12 +63,13 @@ class Lake:
         pins = {t: v for t, v in versions.items() if v is not None}
         return Lake(self.root, pins, keep_open=self._opened is not None)
 
-    def for_one_run(self, versions: dict[str, int | None]) -> Lake:
+    def for_one_run(self, versions: dict[str, int | None], read_whole: Iterable[str] = ()) -> Lake:
         """``pinned``, and every table opened once and kept: its log is read once, not on
         each read, and the run's own writes bring it up to date. Only for one run that no
         other run writes alongside (the projections' pool ensures that); a table the run
-        does not write is seen as it was when first opened."""
-        return Lake(self.root, self.pinned(versions).pins, keep_open=True)
+        does not write is seen as it was when first opened. The (small) tables named in
+        ``read_whole`` are read whole once per version, and each read filters those rows."""
+        return Lake(self.root, self.pinned(versions).pins, keep_open=True, read_whole=read_whole)
 
     def path(self, table: str) -> Path:
         return self.root / table
@@ -114,12 +122,21 @@ class Lake:
         columns: Sequence[str] | None = None,
         where: pl.Expr | None = None,
     ) -> pl.DataFrame:
-        frame = self.scan(table, schema)
+        frame = self._whole(table, schema) if table in self.read_whole else self.scan(table, schema)
         if where is not None:
             frame = frame.filter(where)
         if columns is not None:
             frame = frame.select(columns)
         return frame.collect()
+
+    def _whole(self, table: str, schema: dict | None) -> pl.LazyFrame:
+        """Every row of ``table`` as last written, read once per version."""
+        version = self.version(table) if table not in self.pins else self.pins[table]
+        key = (table, version)
+        if key not in self._rows:
+            self._rows = {k: v for k, v in self._rows.items() if k[0] != table}
+            self._rows[key] = self.scan(table, schema).collect()
+        return self._rows[key].lazy()
 
     def write(
         self,

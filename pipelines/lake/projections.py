@@ -92,6 +92,9 @@ SCHEMAS = {
     SNAPSHOTS: SNAPSHOTS_SCHEMA,
 }
 PROJECTIONS = tuple(SCHEMAS)
+# Projections without partitions, read several times a refresh by key: each is read
+# whole once (thousands of rows), and the reads filter those rows.
+SMALL_TABLES = ("accounts", "rooms", "platform_daily", "account_daily", "unread", "read_markers")
 PARTITIONS = {"messages": "created_week", "threads": "started_week", SNAPSHOTS: "as_of_day"}
 KEYS = {
     "messages": ["message_id"],
@@ -149,7 +152,7 @@ def refresh_projections(lake: Lake, full: bool = False) -> ProjectionRefresh:
     pins = {EVENTS: lake.version(EVENTS), CONTENT: lake.version(CONTENT)}
     # a concurrent ingest must not slip in between versions and reads; and each table's
     # log is read once for the run, not once per read (40-60 ms for `messages` at 1M)
-    lake = lake.for_one_run(pins)
+    lake = lake.for_one_run(pins, read_whole=SMALL_TABLES)
     versions = {"events_version": str(pins[EVENTS]), "content_version": str(pins[CONTENT])}
     changes = None if full else _changes_since_last_refresh(lake)
     if changes is None:
