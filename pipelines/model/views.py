@@ -337,6 +337,13 @@ def room_rows(states: pl.DataFrame, referenced: pl.Series, measures: pl.DataFram
 
 DAILY_KEY = ["platform", "day"]
 ACCOUNT_DAILY_KEY = [*DAILY_KEY, "account_id"]
+# Per kind of activity (``activities``), the ``platform_daily`` column that counts it.
+DAILY_COUNTS = {
+    "created": "messages_created",
+    "edited": "messages_edited",
+    "deleted": "messages_deleted",
+    "reacted": "reactions_added",
+}
 
 
 def activities(messages: pl.DataFrame, carry: Sequence[str] = ()) -> dict[str, pl.DataFrame]:
@@ -391,6 +398,8 @@ def build_account_daily(messages: pl.DataFrame) -> pl.DataFrame:
 
 
 def account_daily_rows(counts: pl.DataFrame) -> pl.DataFrame:
+    """``account_daily`` rows from (platform, day, account_id, messages_created,
+    reactions_added) counts: those with some activity, in key order."""
     return (
         counts.with_columns(pl.col("messages_created", "reactions_added").fill_null(0))
         .filter((pl.col("messages_created") != 0) | (pl.col("reactions_added") != 0))
@@ -416,18 +425,9 @@ def build_platform_daily(
     return platform_daily_rows(counts)
 
 
-# Per kind of activity, the ``platform_daily`` column that counts it.
-DAILY_COUNTS = {
-    "created": "messages_created",
-    "edited": "messages_edited",
-    "deleted": "messages_deleted",
-    "reacted": "reactions_added",
-}
-
-
 def platform_daily_rows(counts: list[pl.DataFrame]) -> pl.DataFrame:
-    """``platform_daily`` rows from frames of (platform, day, one count column each): a
-    row for every (platform, day) with a count that is not 0."""
+    """``platform_daily`` rows from frames of (platform, day, some of its count
+    columns): a row for every (platform, day) with a count that is not 0."""
     result = pl.concat([c.select(DAILY_KEY) for c in counts]).unique()
     for frame in counts:
         result = result.join(frame, on=DAILY_KEY, how="left", nulls_equal=True)
