@@ -230,18 +230,13 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
     before it, so each group's statuses are final once the groups before it are known.
     """
     days = sorted(set(days))
-    history = ~pl.col("day").is_in(days)
-    seen = _KeyIndex(lake, history)
-    # A history line that lost its place may win it back if this window drops its rival.
-    lost = lake.read(
-        EVENTS,
-        EVENTS_SCHEMA,
-        columns=[*POSITION, "status"],
-        where=history & (pl.col("status") != "applied"),
-    )
-    contested = not lost.is_empty()
+    # The other days' keys are read on a thread while the first days parse: the scan
+    # opens every day's file in polars (outside the GIL), parsing is mostly Python.
+    reading = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-keys")
+    history = reading.submit(_read_history, lake, ~pl.col("day").is_in(days))
     load = EventLoad(days=days, counts=Counter(), statuses={}, conflicts=0)
-    statuses, keys = _NO_STATUSES, seen.keys
+    statuses, keys = _NO_STATUSES, pl.DataFrame(schema=_SHARED_SCHEMA)
+    contested = False
     unwritten = set(days)
     writes = _BackgroundWrites()
     reports = _Reports(lake)
@@ -252,6 +247,7 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
             writes.submit(lake.replace_days, RAW_EVENTS, raw, group)
 
             window = batch.rows.filter(pl.col("payload_error").is_null())
+            seen, _ = history.result()
             if seen.add_and_check(window):  # some id or slot repeats: order those lines
                 contested = True
                 writes.wait()  # the earlier groups' lines, readable in the lake
@@ -278,7 +274,10 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
         reports.flush(writes.submit)
     finally:
         writes.close()
+        reading.shutdown(cancel_futures=True)
 
+    seen, lost = history.result()
+    contested = contested or not lost.is_empty()
     if contested:
         if statuses is _NO_STATUSES:  # the last group was clean; earlier ones were not
             nothing_in_hand = pl.DataFrame(schema=RAW_EVENTS_SCHEMA)
@@ -292,6 +291,18 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
             )
         load.other_days_rewritten = changed
     return load
+
+
+def _read_history(lake: Lake, history: pl.Expr) -> tuple[_KeyIndex, pl.DataFrame]:
+    """The key index of the lines of the ``history`` days, and those of their lines that
+    lost their place (position, status): a window that drops a rival gives it back."""
+    lost = lake.read(
+        EVENTS,
+        EVENTS_SCHEMA,
+        columns=[*POSITION, "status"],
+        where=history & (pl.col("status") != "applied"),
+    )
+    return _KeyIndex(lake, history), lost
 
 
 def _contents(
