@@ -631,9 +631,7 @@ def _all_events_of(lake: Lake, aggregates: pl.DataFrame) -> pl.DataFrame:
         .unique()
     )
     where = pl.col("day").is_in(days.implode()) & _isin("aggregate_id", ids)
-    return read_applied_events(lake, where, FOLD_COLUMNS).join(
-        aggregates, on=_AGGREGATE, how="semi"
-    )
+    return _with_keys(read_applied_events(lake, where, FOLD_COLUMNS), _AGGREGATE, aggregates)
 
 
 def _refresh_messages(
@@ -702,9 +700,7 @@ def _upsert_partitions(
         _write_versions_only(lake, table, versions)
         return
     kept = lake.read(table, SCHEMAS[table], where=_isin(partition, parts))
-    kept = kept.join(old_rows.select(keys), on=keys, how="anti").join(
-        new_rows.select(keys), on=keys, how="anti"
-    )
+    kept = _without_keys(kept, keys, old_rows, new_rows)
     rows = pl.concat([kept.select(new_rows.columns), new_rows]).sort([partition, *keys])
     lake.write(
         table,
@@ -751,14 +747,30 @@ def _replace_keys(
     table, which is rewritten whole and sorted (these tables are small)."""
     key_columns = KEYS[table]
     current = lake.read(table, SCHEMAS[table])
-    kept = current.join(keys.select(key_columns), on=key_columns, how="anti").join(
-        new_rows.select(key_columns), on=key_columns, how="anti"
-    )
+    kept = _without_keys(current, key_columns, keys, new_rows)
     rows = pl.concat([kept, new_rows.select(SCHEMAS[table].names()).cast(SCHEMAS[table])]).sort(
         key_columns
     )
     lake.write(table, rows, metadata=versions)
     return new_rows
+
+
+def _without_keys(rows: pl.DataFrame, keys: list[str], *others: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` but those whose ``keys`` one of ``others`` holds (keys are never null).
+    Filtered by a mask: an anti join gathers every column, 15x slower on ``messages``."""
+    return rows.filter(~_keys_in(keys, others))
+
+
+def _with_keys(rows: pl.DataFrame, keys: list[str], *others: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` whose ``keys`` one of ``others`` holds (a semi join, by a mask)."""
+    return rows.filter(_keys_in(keys, others))
+
+
+def _keys_in(keys: list[str], frames: Sequence[pl.DataFrame]) -> pl.Expr:
+    held = pl.concat([frame.select(keys) for frame in frames]).unique()
+    if len(keys) == 1:
+        return pl.col(keys[0]).is_in(held[keys[0]].implode())
+    return pl.struct(keys).is_in(held.select(pl.struct(keys)).to_series().implode())
 
 
 def _write_versions_only(lake: Lake, table: str, versions: dict[str, str]) -> None:
