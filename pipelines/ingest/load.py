@@ -231,9 +231,15 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
     """
     days = sorted(set(days))
     # The other days' keys are read on a thread while the first days parse: the scan
-    # opens every day's file in polars (outside the GIL), parsing is mostly Python.
+    # opens every day's file in polars (outside the GIL), parsing is mostly Python. A
+    # table not created yet has no other days (and no creation to race with).
     reading = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-keys")
-    history = reading.submit(_read_history, lake, ~pl.col("day").is_in(days))
+    history_days = ~pl.col("day").is_in(days)
+    history: Future = Future()
+    if lake.exists(EVENTS):
+        history = reading.submit(_read_history, lake, history_days)
+    else:
+        history.set_result(_read_history(lake, history_days))
     load = EventLoad(days=days, counts=Counter(), statuses={}, conflicts=0)
     statuses, keys = _NO_STATUSES, pl.DataFrame(schema=_SHARED_SCHEMA)
     contested = False
