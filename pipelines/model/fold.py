@@ -176,29 +176,26 @@ def fold_messages(events: pl.DataFrame, keys: tuple[str, ...] = ()) -> pl.DataFr
     reactions = _fold_reactions(effective, by)
     applied = effective.group_by(by).agg(applied=pl.len())
 
-    state = (
-        created.join(totals, on=by, how="left")
-        .join(edits, on=by, how="left")
+    # the narrow measures first, then one join with the wide created rows: each join
+    # gathers every column of its left side
+    measures = (
+        totals.join(edits, on=by, how="left")
         .join(deletes, on=by, how="left")
         .join(reactions, on=by, how="left")
         .join(applied, on=by, how="left")
-        .with_columns(
-            content_cid=pl.coalesce("edited_cid", "created_cid"),
-            body_inline=pl.when(pl.col("edited_cid").is_null()).then(pl.col("created_body_inline")),
-            deleted=pl.col("deleted_at").is_not_null(),
-            edit_count=pl.col("edit_count").fill_null(0),
-            edit_times=pl.col("edit_times").fill_null(pl.lit([], dtype=pl.List(TIME))),
-            reactions_current=pl.col("reactions_current").fill_null(
-                pl.lit([], dtype=pl.List(REACTION))
-            ),
-            reaction_adds=pl.col("reaction_adds").fill_null(
-                pl.lit([], dtype=pl.List(REACTION_ADD))
-            ),
-            # orphans, second creations and events after the deletion
-            ignored_events=(pl.col("considered") - 1 - pl.col("applied").fill_null(0)).cast(
-                pl.Int64
-            ),
-        )
+    )
+    state = created.join(measures, on=by, how="left").with_columns(
+        content_cid=pl.coalesce("edited_cid", "created_cid"),
+        body_inline=pl.when(pl.col("edited_cid").is_null()).then(pl.col("created_body_inline")),
+        deleted=pl.col("deleted_at").is_not_null(),
+        edit_count=pl.col("edit_count").fill_null(0),
+        edit_times=pl.col("edit_times").fill_null(pl.lit([], dtype=pl.List(TIME))),
+        reactions_current=pl.col("reactions_current").fill_null(
+            pl.lit([], dtype=pl.List(REACTION))
+        ),
+        reaction_adds=pl.col("reaction_adds").fill_null(pl.lit([], dtype=pl.List(REACTION_ADD))),
+        # orphans, second creations and events after the deletion
+        ignored_events=(pl.col("considered") - 1 - pl.col("applied").fill_null(0)).cast(pl.Int64),
     )
     return state.select(*keys, *MESSAGE_STATE_SCHEMA.names()).sort(by)
 
