@@ -171,12 +171,15 @@ class _KeyIndex:
     back and resolved exactly, so a hash collision costs only a needless lookup."""
 
     def __init__(self, lake: Lake, history: pl.Expr):
-        self.lines = (
+        lines = (
             lake.scan(EVENTS, EVENTS_SCHEMA)
             .filter(history)
-            .select(_HASHED)
+            .select(*_HASHED, status=pl.when(pl.col("status") != "applied").then("status"))
             .collect(engine="streaming")
         )
+        # the lines that lost their place: a window that drops a rival gives it back
+        self.lost = lines.filter(pl.col("status").is_not_null()).select(*POSITION, "status")
+        self.lines = lines.drop("status")
         self.keys = pl.DataFrame(schema=_SHARED_SCHEMA)  # real keys of the shared lines read
 
     def add_and_check(self, window: pl.DataFrame) -> bool:
@@ -237,9 +240,9 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
     history_days = ~pl.col("day").is_in(days)
     history: Future = Future()
     if lake.exists(EVENTS):
-        history = reading.submit(_read_history, lake, history_days)
+        history = reading.submit(_KeyIndex, lake, history_days)
     else:
-        history.set_result(_read_history(lake, history_days))
+        history.set_result(_KeyIndex(lake, history_days))
     load = EventLoad(days=days, counts=Counter(), statuses={}, conflicts=0)
     statuses, keys = _NO_STATUSES, pl.DataFrame(schema=_SHARED_SCHEMA)
     contested = False
@@ -253,7 +256,7 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
             writes.submit(lake.replace_days, RAW_EVENTS, raw, group)
 
             window = batch.rows.filter(pl.col("payload_error").is_null())
-            seen, _ = history.result()
+            seen = history.result()
             if seen.add_and_check(window):  # some id or slot repeats: order those lines
                 contested = True
                 writes.wait()  # the earlier groups' lines, readable in the lake
@@ -282,7 +285,8 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
         writes.close()
         reading.shutdown(cancel_futures=True)
 
-    seen, lost = history.result()
+    seen = history.result()
+    lost = seen.lost
     contested = contested or not lost.is_empty()
     if contested:
         if statuses is _NO_STATUSES:  # the last group was clean; earlier ones were not
@@ -297,18 +301,6 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
             )
         load.other_days_rewritten = changed
     return load
-
-
-def _read_history(lake: Lake, history: pl.Expr) -> tuple[_KeyIndex, pl.DataFrame]:
-    """The key index of the lines of the ``history`` days, and those of their lines that
-    lost their place (position, status): a window that drops a rival gives it back."""
-    lost = lake.read(
-        EVENTS,
-        EVENTS_SCHEMA,
-        columns=[*POSITION, "status"],
-        where=history & (pl.col("status") != "applied"),
-    )
-    return _KeyIndex(lake, history), lost
 
 
 def _contents(

@@ -442,7 +442,9 @@ def _refresh_incrementally(
             ),
         ]
     ).unique()
-    new_events = _events_to_refold(lake, aggregates, changed, removed)
+    since = changed.group_by(_AGGREGATE).agg(since=pl.col("day").min())
+    snapshotted = _snapshots_since(lake, since)
+    new_events = _events_to_refold(lake, aggregates, changed, since, snapshotted, removed)
     old_messages, new_messages, locator = _refresh_messages(
         lake,
         touched,
@@ -530,26 +532,47 @@ def _refresh_incrementally(
     refresh.wrote("unread", _replace_keys(lake, "unread", unread, stored_unread, versions))
 
     _refresh_daily(lake, refresh, (old_messages, new_messages), thread_roots, versions)
-    refresh.wrote(SNAPSHOTS, _refresh_snapshots(lake, changed, new_events, versions))
+    refresh.wrote(SNAPSHOTS, _refresh_snapshots(lake, since, snapshotted, new_events, versions))
     return refresh
 
 
 _AGGREGATE = ["aggregate_type", "aggregate_id"]
 
 
+def _snapshots_since(lake: Lake, since: pl.DataFrame) -> pl.DataFrame:
+    """The stored snapshots (aggregate_type, aggregate_id, as_of_day, since) of the
+    aggregates in ``since`` (aggregate_type, aggregate_id, since) on or after their
+    ``since`` day."""
+    if since.is_empty():
+        return pl.DataFrame(schema={**since.schema, "as_of_day": pl.Date})
+    return (
+        lake.scan(SNAPSHOTS, SCHEMAS[SNAPSHOTS])
+        .filter(pl.col("as_of_day") >= since["since"].min())  # prunes day partitions
+        .select(*_AGGREGATE, "as_of_day")
+        .join(since.lazy(), on=_AGGREGATE)
+        .filter(pl.col("as_of_day") >= pl.col("since"))
+        .collect()
+    )
+
+
 def _events_to_refold(
-    lake: Lake, aggregates: pl.DataFrame, changed: pl.DataFrame, removed: bool
+    lake: Lake,
+    aggregates: pl.DataFrame,
+    changed: pl.DataFrame,
+    since: pl.DataFrame,
+    snapshotted: pl.DataFrame,
+    removed: bool,
 ) -> pl.DataFrame:
     """Applied events (``FOLD_COLUMNS``) that fold into the current states of
     ``aggregates`` (aggregate_type, aggregate_id), and into their snapshots from their
-    first day in ``changed`` on.
+    first day in ``changed`` on (``since``; ``snapshotted``: ``_snapshots_since``).
 
     When lines were only added, an account, room or read marker whose changed days
     hold only versions above its stored state, and which has no snapshot after its
     first changed day, continues from that state (``state_events``) with those days'
     events: a day's refresh does not read a year of a busy read marker. Every other
     aggregate brings all its events, read from the days that hold one."""
-    continued = [] if removed else _continued_from_state(lake, changed)
+    continued = [] if removed else _continued_from_state(lake, changed, since, snapshotted)
     done = pl.concat(
         [pl.DataFrame(schema=aggregates.schema), *(f.select(_AGGREGATE) for f in continued)]
     )
@@ -557,14 +580,17 @@ def _events_to_refold(
     return pl.concat([*continued, _all_events_of(lake, rest)])
 
 
-def _continued_from_state(lake: Lake, changed: pl.DataFrame) -> list[pl.DataFrame]:
+def _continued_from_state(
+    lake: Lake, changed: pl.DataFrame, since: pl.DataFrame, snapshotted: pl.DataFrame
+) -> list[pl.DataFrame]:
     """For the changed accounts, rooms and read markers that can continue from their
     stored state (see ``_events_to_refold``): that state as events, then the events of
     their changed days; one frame per aggregate type."""
-    candidates = changed.filter(pl.col("aggregate_type").is_in(CONTINUABLE_TYPES))
+    continuable = pl.col("aggregate_type").is_in(CONTINUABLE_TYPES)
+    candidates = changed.filter(continuable)
     if candidates.is_empty():
         return []
-    since = candidates.group_by(_AGGREGATE).agg(since=pl.col("day").min())
+    since = since.filter(continuable)
     first = since["since"].min()
     if first <= date.min:
         return []
@@ -574,15 +600,8 @@ def _continued_from_state(lake: Lake, changed: pl.DataFrame) -> list[pl.DataFram
         & _isin("aggregate_id", candidates["aggregate_id"]),
         FOLD_COLUMNS,
     ).join(candidates, on=[*_AGGREGATE, "day"], how="semi")
-    changed_later = (  # snapshots after the first changed day: a later day holds events
-        lake.scan(SNAPSHOTS, SCHEMAS[SNAPSHOTS])
-        .filter(pl.col("as_of_day") > first)  # prunes day partitions
-        .select(*_AGGREGATE, "as_of_day")
-        .join(since.lazy(), on=_AGGREGATE)
-        .filter(pl.col("as_of_day") > pl.col("since"))
-        .select(_AGGREGATE)
-        .collect()
-    )
+    # a snapshot after the first changed day: a later day holds events
+    changed_later = snapshotted.filter(pl.col("as_of_day") > pl.col("since")).select(_AGGREGATE)
     lowest = days_events.group_by(_AGGREGATE).agg(lowest=pl.col("version").min())
     frames = []
     for kind in CONTINUABLE_TYPES:
@@ -983,26 +1002,21 @@ def _refresh_daily(
 
 
 def _refresh_snapshots(
-    lake: Lake, changed: pl.DataFrame, events: pl.DataFrame, versions: dict[str, str]
+    lake: Lake,
+    since: pl.DataFrame,
+    snapshotted: pl.DataFrame,
+    events: pl.DataFrame,
+    versions: dict[str, str],
 ) -> pl.DataFrame:
     """Recompute the changed aggregates' snapshots from their earliest changed day on
-    (earlier snapshots only depend on earlier days, which did not change). ``events``
-    holds every applied event of the changed aggregates."""
-    since = changed.group_by("aggregate_type", "aggregate_id").agg(since=pl.col("day").min())
+    (``since``; earlier snapshots only depend on earlier days, which did not change),
+    replacing those stored (``snapshotted``). ``events`` holds every applied event of
+    the changed aggregates."""
     if since.is_empty():  # only content arrived: no state changed
         _write_versions_only(lake, SNAPSHOTS, versions)
         return pl.DataFrame(schema=SNAPSHOTS_SCHEMA)
     fresh = build_snapshots(events, since=since)
-    stale = (
-        lake.scan(SNAPSHOTS, SCHEMAS[SNAPSHOTS])
-        .filter(pl.col("as_of_day") >= since["since"].min())  # prunes day partitions
-        .select("aggregate_type", "aggregate_id", "as_of_day")
-        .join(since.lazy(), on=["aggregate_type", "aggregate_id"])
-        .filter(pl.col("as_of_day") >= pl.col("since"))
-        .drop("since")
-        .collect()
-    )
-    _upsert_partitions(lake, SNAPSHOTS, fresh, stale, versions)
+    _upsert_partitions(lake, SNAPSHOTS, fresh, snapshotted.drop("since"), versions)
     return fresh
 
 
