@@ -1,12 +1,22 @@
-"""Thread resolution by pointer jumping equals the plain walk up each reply chain."""
+"""Thread resolution by pointer jumping equals the plain walk up each reply chain; the
+threads' Merkle roots follow their definition."""
 
 from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.model.threads import reply_descendants, resolve_threads
+from pipelines.model.threads import (
+    THREADS_INPUT,
+    build_threads,
+    merkle_root,
+    reply_descendants,
+    resolve_threads,
+)
 
 IDS = [f"m{i}" for i in range(12)]
 # parents: other messages (so chains and cycles), itself, a missing id, or none
@@ -148,3 +158,53 @@ def test_a_long_chain_and_a_cycle_below_an_explicit_thread():
     resolved = resolve_threads(links)
     assert resolved.equals(walk_threads(links))
     assert resolved.filter(pl.col("message_id") == "c2999")["depth"].item() == 2999
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def test_merkle_root_pairs_in_order_and_carries_the_odd_node_up():
+    a, b, c = (_digest(cid.encode()) for cid in ("bafyA", "bafyB", "bafyC"))
+    assert merkle_root([]) is None
+    assert merkle_root(["bafyA"]) == a.hex()
+    assert merkle_root(["bafyA", "bafyB"]) == _digest(a + b).hex()
+    assert merkle_root(["bafyA", "bafyB", "bafyC"]) == _digest(_digest(a + b) + c).hex()
+    assert merkle_root(["bafyB", "bafyA"]) != merkle_root(["bafyA", "bafyB"])
+
+
+def test_a_threads_merkle_root_covers_its_live_messages_in_time_order():
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    rows = [  # (message_id, thread_id, minutes after start, deleted, content_cid)
+        ("m1", "m1", 0, False, "bafyA"),
+        ("m2", "m1", 1, True, "bafyB"),  # deleted: not in the root
+        ("m3", "m1", 2, False, "bafyC"),
+        ("n3", "n1", 2, False, "bafyC"),  # a copy of m1's live messages, listed out of order
+        ("n1", "n1", 0, False, "bafyA"),
+        ("r1", "r1", 0, False, "bafyC"),  # the same CIDs, in the other order
+        ("r2", "r1", 1, False, "bafyA"),
+        ("d1", "d1", 0, True, "bafyD"),  # no live message: no root
+    ]
+    messages = pl.DataFrame(
+        [
+            (mid, tid, "room", "chat", "acct", start + timedelta(minutes=m), deleted, 0, cid)
+            for mid, tid, m, deleted, cid in rows
+        ],
+        schema={
+            "message_id": pl.String,
+            "thread_id": pl.String,
+            "room_id": pl.String,
+            "platform": pl.String,
+            "account_id": pl.String,
+            "created_at": pl.Datetime("us", "UTC"),
+            "deleted": pl.Boolean,
+            "depth": pl.Int64,
+            "content_cid": pl.String,
+        },
+        orient="row",
+    ).select(THREADS_INPUT)
+    roots = dict(build_threads(messages).select("thread_id", "merkle_root").iter_rows())
+    assert roots["m1"] == merkle_root(["bafyA", "bafyC"])
+    assert roots["n1"] == roots["m1"]
+    assert roots["r1"] == merkle_root(["bafyC", "bafyA"]) != roots["m1"]
+    assert roots["d1"] is None
