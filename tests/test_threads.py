@@ -158,7 +158,7 @@ def test_a_long_chain_and_a_cycle_below_an_explicit_thread():
     resolved = resolve_threads(links)
     assert resolved.equals(walk_threads(links))
     assert resolved.filter(pl.col("message_id") == "c2999")["depth"].item() == 2999
-    # below a link of the chain: the levels found by scans, then those by binary search
+    # below a link of the chain, and below a message in a cycle
     below = reply_descendants(links, pl.Series(["c2990", "x2"]))
     assert below.to_list() == [*(f"c{i:04d}" for i in range(2990, 3000)), "x1", "x2", "x3"]
 

@@ -199,37 +199,32 @@ def _jump(nodes: pl.DataFrame, add_hops: bool) -> pl.DataFrame:
     return nodes.select("message_id").join(done, on="message_id", how="left", maintain_order="left")
 
 
-# Levels of replies found by a scan each before the rest go by binary search: a day's
-# refresh ends within a few levels, where a scan per level beats sorting every reply.
-_SCANNED_LEVELS = 8
-
-
 def reply_descendants(links: pl.DataFrame, roots: pl.Series) -> pl.Series:
     """``roots`` and every message below one of them through ``reply_to``: their thread
     (unless given explicitly) and their depth follow from the roots'."""
-    children = links.filter(pl.col("reply_to").is_not_null()).select("reply_to", "message_id")
+    # Sorted once by a 64-bit hash of the parent (a radix sort, unlike strings), each
+    # level is a binary search per parent; the parent itself confirms a hash match.
+    children = (
+        links.filter(pl.col("reply_to").is_not_null())
+        .select("reply_to", "message_id", parent=pl.col("reply_to").hash())
+        .sort("parent")
+    )
+    parents = children["parent"]
     found = set(roots.to_list())
     frontier = roots.unique()
-    level = 0
     while not frontier.is_empty():
-        if level < _SCANNED_LEVELS:
-            below = children.filter(pl.col("reply_to").is_in(frontier.implode()))["message_id"]
-        else:  # a deep chain: sorted by parent once, each level is a search per parent
-            if level == _SCANNED_LEVELS:
-                children = children.sort("reply_to")
-            parents = children["reply_to"]
-            spans = pl.DataFrame(
-                {
-                    "start": parents.search_sorted(frontier, side="left"),
-                    "end": parents.search_sorted(frontier, side="right"),
-                }
-            )
-            at = spans.select(pl.int_ranges("start", "end").explode().drop_nulls())
-            below = children["message_id"].gather(at.to_series())
+        hashed = frontier.hash()
+        spans = pl.DataFrame(
+            {
+                "start": parents.search_sorted(hashed, side="left"),
+                "end": parents.search_sorted(hashed, side="right"),
+            }
+        )
+        at = spans.select(pl.int_ranges("start", "end").explode().drop_nulls()).to_series()
+        below = children[at].filter(pl.col("reply_to").is_in(frontier.implode()))["message_id"]
         kids = [k for k in below.to_list() if k not in found]
         found.update(kids)
         frontier = pl.Series(kids, dtype=pl.String).unique()
-        level += 1
     return pl.Series("message_id", sorted(found), dtype=pl.String)
 
 
