@@ -421,16 +421,8 @@ def _refresh_incrementally(
     refresh = ProjectionRefresh(full=False, versions=versions)
     refresh.changed_aggregates = changed.select("aggregate_id").n_unique()
 
-    with_new_body = (
-        lake.read(
-            "messages",
-            MESSAGES_SCHEMA,
-            columns=["message_id"],
-            where=_isin("content_cid", new_cids),
-        )["message_id"]
-        if not new_cids.is_empty()
-        else pl.Series("message_id", [], pl.String)
-    )
+    stored = lake.read("messages", MESSAGES_SCHEMA, columns=MESSAGE_INDEX_COLUMNS)
+    with_new_body = stored.filter(_isin("content_cid", new_cids))["message_id"]
     touched = pl.concat([_ids(changed, "message"), with_new_body]).unique()
     aggregates = pl.concat(
         [
@@ -447,6 +439,7 @@ def _refresh_incrementally(
     new_events = _events_to_refold(lake, aggregates, changed, since, snapshotted, removed)
     old_messages, new_messages, locator = _refresh_messages(
         lake,
+        stored,
         touched,
         new_events.filter(pl.col("aggregate_type") == "message"),
         versions,
@@ -654,19 +647,19 @@ def _all_events_of(lake: Lake, aggregates: pl.DataFrame) -> pl.DataFrame:
 
 
 def _refresh_messages(
-    lake: Lake, touched: pl.Series, events: pl.DataFrame, versions: dict[str, str]
+    lake: Lake,
+    stored: pl.DataFrame,
+    touched: pl.Series,
+    events: pl.DataFrame,
+    versions: dict[str, str],
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Refold the ``touched`` messages (changed, or whose body arrived) from ``events``
     (all of their applied events), re-thread their reply descendants, and upsert them.
+    ``stored`` is ``MESSAGE_INDEX_COLUMNS`` of the whole table before the refresh.
     Returns the old and the new rows of every message touched, and where every message
     now is (``LOCATOR_COLUMNS`` of the whole table, for ``_read_messages`` and
     ``_with_recounted_times``)."""
     states = fold_messages(events)
-    stored = lake.read(
-        "messages",
-        MESSAGES_SCHEMA,
-        columns=["explicit_thread_id", "reply_to", "depth", *LOCATOR_COLUMNS],
-    )
     links = pl.concat(
         [
             stored.select(
@@ -741,6 +734,9 @@ LOCATOR_COLUMNS = [
     "created_at",
     "deleted",
 ]
+# What a refresh reads of every ``messages`` row, once: the locator, the reply links
+# that re-threading walks, and the content CID that a late body file names.
+MESSAGE_INDEX_COLUMNS = [*LOCATOR_COLUMNS, "explicit_thread_id", "reply_to", "depth", "content_cid"]
 
 
 def _read_messages(

@@ -265,8 +265,15 @@ def count_unread(pairs: pl.DataFrame, messages: pl.DataFrame) -> pl.DataFrame:
     over ``messages`` (room_id, account_id, created_at, deleted), which must hold every
     message of each pair's room created after its ``read_up_to`` (all of them without
     one). Equal to ``build_unread`` for those pairs."""
+    # each room's messages before all of its pairs' positions count for none: dropped
+    # before the join that pairs every message with every member of its room
+    bounds = pairs.group_by("room_id").agg(
+        since=pl.col("read_up_to").min(), unmarked=pl.col("read_up_to").null_count() > 0
+    )
     counts = (
         messages.filter(~pl.col("deleted"))
+        .join(bounds, on="room_id")
+        .filter(pl.col("unmarked") | (pl.col("created_at") > pl.col("since")))
         .select("room_id", "created_at", author="account_id")
         .join(pairs.select(_PAIR + ["read_up_to"]), on="room_id")
         .filter(
