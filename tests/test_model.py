@@ -273,9 +273,12 @@ def test_a_projection_in_an_older_layout_is_rebuilt(store, lake):
     w = store
     w.write(DAY0, [created(w, "m1", "hello")])
     before = project(w, lake)
-    # snapshots as an earlier release wrote them: partitioned by month, not by day
-    old = before["snapshots"].with_columns(as_of_month=pl.col("as_of_day").dt.strftime("%Y-%m"))
-    lake.write("snapshots", old, partition_by=["as_of_month"])
+    # snapshots as an earlier release wrote them: partitioned by type, not by day
+    old = before["snapshots"]
+    # recording the same versions as the other projections: only the layout differs
+    recorded = lake.commit_metadata("messages")
+    versions = {k: recorded[k] for k in ("events_version", "content_version")}
+    lake.write("snapshots", old, partition_by=["aggregate_type"], metadata=versions)
     w.write(DAY1, [react(w, "m1", 2, "b", "+1", day=DAY1)])
     load_event_days(lake, w.root, [DAY1])
     refresh = refresh_projections(lake)
@@ -286,6 +289,18 @@ def test_a_projection_in_an_older_layout_is_rebuilt(store, lake):
         ("m1", DAY0, 1),
         ("m1", DAY1, 2),
     ]
+    # and as an earlier release wrote them: each state as JSON text in one column
+    state_columns = [c for c in snapshots.columns if c.endswith("_state")]
+    as_text = snapshots.select(
+        pl.exclude(state_columns), state=pl.col("message_state").struct.json_encode()
+    )
+    recorded = lake.commit_metadata("messages")
+    versions = {k: recorded[k] for k in ("events_version", "content_version")}
+    lake.write("snapshots", as_text, partition_by=["as_of_day"], metadata=versions)
+    w.write(DAY2, [react(w, "m1", 3, "c", "+1", day=DAY2)])
+    load_event_days(lake, w.root, [DAY2])
+    assert refresh_projections(lake).full
+    assert read_projections(lake)["snapshots"].columns == snapshots.columns
 
 
 def test_folding_in_groups_of_aggregates_gives_the_same_states(store, lake, monkeypatch):

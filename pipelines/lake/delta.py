@@ -249,6 +249,12 @@ class Lake:
             return []
         return list(self.table(table).metadata().partition_columns)
 
+    def column_names(self, table: str) -> list[str]:
+        """The table's columns, partition columns included ([] if no table)."""
+        if not self.exists(table):
+            return []
+        return [f.name for f in self.table(table).schema().fields]
+
     def commit_metadata(self, table: str) -> dict:
         """The custom metadata of the table's latest commit ({} if none or no table)."""
         if not self.exists(table):

@@ -362,6 +362,8 @@ def _last_versions(lake: Lake) -> tuple[int, int] | None:
             return None
         if lake.partition_columns(name) != ([PARTITIONS[name]] if name in PARTITIONS else []):
             return None  # written by an earlier layout: rebuild
+        if set(lake.column_names(name)) != set(SCHEMAS[name].names()):
+            return None  # columns of an earlier release: rebuild
         recorded.add((meta["events_version"], meta["content_version"]))
     if len(recorded) != 1:
         return None  # a refresh stopped half-way: start again from scratch

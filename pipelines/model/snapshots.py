@@ -2,7 +2,9 @@
 
 The state at the end of day D is the fold of the aggregate's applied events
 recorded on days <= D, in version order (so a late, lower version recorded on D
-rewrites the state from D on). The state is stored as JSON text.
+rewrites the state from D on). A row keeps the state typed, in the column of its
+aggregate type (``STATE_COLUMNS``: ``message_state``, ``account_state``, ...); the
+other state columns of the row are null.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import polars as pl
 
 from pipelines.model.fold import APPLIED, FOLDS, STATE_IDS, STATE_SCHEMAS
 
+STATE_COLUMNS = {kind: f"{kind}_state" for kind in STATE_SCHEMAS}
 SNAPSHOTS_SCHEMA = pl.Schema(
     {
         "aggregate_type": pl.String(),
         "aggregate_id": pl.String(),
         "as_of_day": pl.Date(),
         "version": pl.Int64(),
-        "state": pl.String(),
+        **{STATE_COLUMNS[kind]: pl.Struct(schema) for kind, schema in STATE_SCHEMAS.items()},
     }
 )
 # Bound on the rows of one (aggregate x earlier event) expansion, to bound memory (the
@@ -109,14 +112,21 @@ def _marker_prefix_states(events: pl.DataFrame, points: pl.DataFrame) -> pl.Data
 
 
 def _snapshot_rows(aggregate_type: str, states: pl.DataFrame) -> pl.DataFrame:
-    """States (with their ``as_of_day``) as snapshot rows; the state encoded as JSON."""
-    state = STATE_SCHEMAS[aggregate_type].names()
+    """States (with their ``as_of_day``) as snapshot rows: the state in its type's column.
+
+    Typed, not encoded as text: JSON of every state cost more to write than the
+    states themselves (0.3 s of encoding and twice the write for 157k messages)."""
     return states.select(
         aggregate_type=pl.lit(aggregate_type),
         aggregate_id=pl.col(STATE_IDS[aggregate_type]),
         as_of_day="as_of_day",
         version="version",
-        state=pl.struct(state).struct.json_encode(),
+        **{
+            column: pl.struct(STATE_SCHEMAS[kind].names())
+            if kind == aggregate_type
+            else pl.lit(None, dtype=SNAPSHOTS_SCHEMA[column])
+            for kind, column in STATE_COLUMNS.items()
+        },
     )
 
 

@@ -18,6 +18,7 @@ from pipelines.lake.projections import SCHEMAS, SNAPSHOTS, read_applied_events, 
 from pipelines.model.fold import APPLIED, FOLDS, STATE_SCHEMAS, referenced_ids
 from pipelines.model.project import message_links, project_from_states
 from pipelines.model.replay import apply_events
+from pipelines.model.snapshots import STATE_COLUMNS
 from pipelines.model.threads import resolve_threads
 from pipelines.model.views import build_messages
 
@@ -26,12 +27,10 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _decode(aggregate_type: str, snapshots: pl.DataFrame) -> pl.DataFrame:
-    """Snapshot rows to typed state rows."""
-    schema = STATE_SCHEMAS[aggregate_type]
-    if snapshots.is_empty():
-        return pl.DataFrame(schema=schema)
-    return snapshots.select(pl.col("state").str.json_decode(pl.Struct(schema))).unnest("state")
+def _states(aggregate_type: str, snapshots: pl.DataFrame) -> pl.DataFrame:
+    """Snapshot rows of one aggregate type to its state rows."""
+    column = STATE_COLUMNS[aggregate_type]
+    return snapshots.select(column).unnest(column).cast(STATE_SCHEMAS[aggregate_type])
 
 
 def recorded_up_to(at: datetime) -> pl.Expr:
@@ -65,7 +64,7 @@ def aggregate_state(
         & (pl.col("recorded_at") <= at),
     )
     if not snapshot.is_empty():
-        state = _decode(aggregate_type, snapshot).row(0, named=True)
+        state = _states(aggregate_type, snapshot).row(0, named=True)
         if same_day.is_empty() or same_day["version"].min() > state["version"]:
             return apply_events(aggregate_type, state, same_day.iter_rows(named=True))
     # No snapshot to continue from, or a late lower version: replay this aggregate's history.
@@ -81,18 +80,25 @@ def aggregate_state(
 
 def states_as_of(lake: Lake, day: date) -> dict[str, pl.DataFrame]:
     """Every aggregate's state at the end of ``day``, from the snapshots alone."""
+    key = ["aggregate_type", "aggregate_id", "as_of_day"]
+    snapshots = lake.scan(SNAPSHOTS, SCHEMAS[SNAPSHOTS]).filter(pl.col("as_of_day") <= day)
+    # the day of each latest snapshot first: gathering states is what costs
     latest = (
-        lake.scan(SNAPSHOTS, SCHEMAS[SNAPSHOTS])
-        .filter(pl.col("as_of_day") <= day)
-        .sort("as_of_day")
-        .group_by("aggregate_type", "aggregate_id")
-        .last()
+        snapshots.group_by("aggregate_type", "aggregate_id")
+        .agg(pl.col("as_of_day").max())
         .collect()
     )
-    return {
-        kind: _decode(kind, latest.filter(pl.col("aggregate_type") == kind).sort("aggregate_id"))
-        for kind in STATE_SCHEMAS
-    }
+    states = {}
+    for kind, column in STATE_COLUMNS.items():
+        rows = (
+            snapshots.filter(pl.col("aggregate_type") == kind)
+            .select(*key, column)
+            .join(latest.lazy(), on=key, how="semi")
+            .sort("aggregate_id")
+            .collect()
+        )
+        states[kind] = _states(kind, rows)
+    return states
 
 
 def projections_as_of(lake: Lake, day: date) -> dict[str, pl.DataFrame]:
