@@ -77,6 +77,7 @@ from pipelines.model.views import (
     build_messages,
     read_positions,
     room_rows,
+    root_messages,
 )
 
 SNAPSHOTS = "snapshots"
@@ -823,7 +824,7 @@ def _stored_states(lake: Lake, kind: str, ids: pl.Series) -> pl.DataFrame:
     """The states (``STATE_SCHEMAS[kind]``) of ``ids`` that their table holds (those of
     aggregates that have one: a row of an account only referenced holds none)."""
     key, schema = STATE_IDS[kind], STATE_SCHEMAS[kind]
-    table = "read_markers" if kind == "read_marker" else f"{kind}s"
+    table = f"{kind}s"
     rows = lake.read(table, SCHEMAS[table], where=_isin(key, ids) & pl.col("version").is_not_null())
     return rows.rename({"known": "created"}, strict=False).select(schema.names()).cast(schema)
 
@@ -862,11 +863,7 @@ def _thread_roots(
             roots.filter(~_isin("message_id", old_messages["message_id"])).select(columns),
         ]
     )
-
-    def root_rows(threads: pl.DataFrame, messages: pl.DataFrame) -> pl.DataFrame:
-        return threads.select(message_id="root_message_id").join(messages, on="message_id")
-
-    return root_rows(old_threads, before), root_rows(new_threads, roots.select(columns))
+    return root_messages(old_threads, before), root_messages(new_threads, roots.select(columns))
 
 
 def _account_rows(

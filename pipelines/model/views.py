@@ -377,13 +377,9 @@ def activities(messages: pl.DataFrame, carry: Sequence[str] = ()) -> dict[str, p
     }
 
 
-def thread_starts(threads: pl.DataFrame, messages: pl.DataFrame) -> pl.DataFrame:
-    """(platform, created_at) of the root message of each of ``threads`` in ``messages``."""
-    return (
-        threads.select(message_id="root_message_id")
-        .join(messages.select("message_id", "platform", "created_at"), on="message_id")
-        .drop("message_id")
-    )
+def root_messages(threads: pl.DataFrame, messages: pl.DataFrame) -> pl.DataFrame:
+    """The rows of ``messages`` that are the root message of one of ``threads``."""
+    return threads.select(message_id="root_message_id").join(messages, on="message_id")
 
 
 def build_account_daily(messages: pl.DataFrame) -> pl.DataFrame:
@@ -415,7 +411,9 @@ def build_platform_daily(
     """Per platform and UTC day of each activity's own time (decision 13); the active
     accounts are ``account_daily``'s (``build_account_daily(messages)``)."""
     acts = activities(messages)
-    starts = thread_starts(threads, messages).select("platform", day=pl.col("created_at").dt.date())
+    starts = root_messages(threads, messages.select("message_id", "platform", "created_at")).select(
+        "platform", day=pl.col("created_at").dt.date()
+    )
     counts = [
         acts[kind].group_by(DAILY_KEY).agg(pl.len().alias(column))
         for kind, column in DAILY_COUNTS.items()
