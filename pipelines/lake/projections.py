@@ -451,7 +451,7 @@ def _refresh_incrementally(
     rewritten = pl.concat([old_messages, new_messages])
 
     thread_ids = rewritten["thread_id"].drop_nulls().unique()
-    old_threads = lake.read("threads", THREADS_SCHEMA, where=_isin("thread_id", thread_ids))
+    old_threads = _read_threads(lake, stored, thread_ids)
     new_threads = build_threads(
         _read_messages(lake, locator, "thread_id", thread_ids, THREADS_INPUT)
     )
@@ -756,6 +756,16 @@ def _read_messages(
     weeks = locator.filter(_isin(column, values))["created_week"]
     where = _isin("created_week", weeks) & _isin(column, values)
     return lake.read("messages", MESSAGES_SCHEMA, columns=columns, where=where)
+
+
+def _read_threads(lake: Lake, stored: pl.DataFrame, thread_ids: pl.Series) -> pl.DataFrame:
+    """The stored ``threads`` rows of ``thread_ids``, reading only the partitions that can
+    hold them: a thread starts in the week of its root, one of its messages, so in a
+    ``created_week`` of its rows in ``stored`` (the index of the ``messages`` written
+    with those threads) rather than in any of ~200 week files."""
+    weeks = stored.filter(_isin("thread_id", thread_ids))["created_week"]
+    where = _isin("started_week", weeks) & _isin("thread_id", thread_ids)
+    return lake.read("threads", THREADS_SCHEMA, where=where)
 
 
 def _replace_keys(
