@@ -9,6 +9,7 @@ import orjson
 import polars as pl
 from conftest import DAY0, StoreWriter, created
 
+from pipelines.ingest import keys as event_keys
 from pipelines.ingest.cid import cid_of
 from pipelines.ingest.load import load_content, load_event_days
 from pipelines.lake.delta import Lake
@@ -199,15 +200,47 @@ def test_colliding_key_hashes_only_cost_a_lookup(store, tmp_path, monkeypatch):
     load_event_days(exact, store.root, [DAY0, DAY1, DAY2])
     # hashes with three values: nearly every line seems to share its id and its slot
     monkeypatch.setattr(
-        "pipelines.ingest.load._HASHED",
-        [
-            "day",
-            "file_index",
-            "line_number",
-            (pl.col("event_id").hash() % 3).alias("id"),
-            (pl.struct("aggregate_id", "version").hash() % 3).alias("slot"),
-        ],
+        "pipelines.ingest.keys.KEY_HASHES",
+        {
+            "id": (pl.col("event_id").hash() % 3).cast(pl.Int64),
+            "slot": (pl.struct("aggregate_id", "version").hash() % 3).cast(pl.Int64),
+            "aggregate": (pl.col("aggregate_id").hash() % 3).cast(pl.Int64),
+        },
     )
     for day in (DAY2, DAY0, DAY1):  # earlier days arrive late: history lines are read back
         load_event_days(coarse, store.root, [day])
     assert snapshot(coarse) == snapshot(exact)
+
+
+def _keys_match_events(lake: Lake) -> bool:
+    """``event_keys`` claims to mirror the current ``events`` and holds exactly its keys."""
+    version = lake.version("events")
+    stored = pl.read_delta(str(lake.path(event_keys.EVENT_KEYS)))
+    expected = event_keys.key_rows(pl.scan_delta(str(lake.path("events")))).collect()
+    order = ["day", "file_index", "line_number"]
+    return event_keys.mirrors(lake, version) and stored.select(expected.columns).sort(order).equals(
+        expected.sort(order)
+    )
+
+
+def test_event_keys_follow_events_whatever_the_load_order(store, lake):
+    three_days(store)
+    for window in ([DAY2], [DAY0], [DAY1, DAY2], [DAY1], [DAY0, DAY1, DAY2]):
+        load_event_days(lake, store.root, window)
+        assert _keys_match_events(lake), window
+
+
+def test_event_keys_behind_events_are_not_trusted(store, lake, tmp_path):
+    three_days(store)
+    load_event_days(lake, store.root, [DAY0])
+    # another writer adds DAY2's lines: event_keys no longer mirrors events
+    other = Lake(tmp_path / "other")
+    load_event_days(other, store.root, [DAY2])
+    for table in ("raw_events", "events"):
+        lake.replace_days(table, pl.read_delta(str(other.path(table))), [DAY2])
+    assert not event_keys.mirrors(lake, lake.version("events"))
+    load_event_days(lake, store.root, [DAY1])  # its edit takes the slot of DAY2's delete
+    exact = Lake(tmp_path / "exact")
+    load_event_days(exact, store.root, [DAY0, DAY1, DAY2])
+    assert _statuses(lake).equals(_statuses(exact))
+    assert _keys_match_events(lake)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipelines.ingest import keys as event_keys
 from pipelines.ingest.content import CONTENT_SCHEMA, scan_content
 from pipelines.ingest.raw import iter_day_batches
 from pipelines.ingest.resolve import (
@@ -76,11 +77,12 @@ class _BackgroundWrites:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delta-write")
         self._pending: list[Future] = []
 
-    def submit(self, write: Callable[..., object], *args: object, **kwargs: object) -> None:
+    def submit(self, write: Callable[..., object], *args: object, **kwargs: object) -> Future:
         """Queue a write; with too many queued, first wait for the oldest (memory bound)."""
         while len(self._pending) >= _MAX_QUEUED_WRITES:
             self._pending.pop(0).result()
         self._pending.append(self._pool.submit(write, *args, **kwargs))
+        return self._pending[-1]
 
     def wait(self) -> None:
         """Block until every submitted write is committed; re-raise the first failure."""
@@ -168,13 +170,13 @@ class _KeyIndex:
 
     Equal keys have equal hashes, so the lines whose hashes repeat include every line
     that shares its id or slot with another; their real keys (``shared_keys``) are read
-    back and resolved exactly, so a hash collision costs only a needless lookup."""
+    back and resolved exactly, so a hash collision costs only a needless lookup.
+    ``stored``: the keys of every recorded line (``event_keys.scan_keys``)."""
 
-    def __init__(self, lake: Lake, history: pl.Expr):
+    def __init__(self, stored: pl.LazyFrame, history: pl.Expr):
         lines = (
-            lake.scan(EVENTS, EVENTS_SCHEMA)
-            .filter(history)
-            .select(*_HASHED, status=pl.when(pl.col("status") != "applied").then("status"))
+            stored.filter(history)
+            .select(*POSITION, "id", "slot", "status")
             .collect(engine="streaming")
         )
         # the lines that lost their place: a window that drops a rival gives it back
@@ -184,7 +186,7 @@ class _KeyIndex:
 
     def add_and_check(self, window: pl.DataFrame) -> bool:
         """Add the lines of ``window``; True if one repeats an id or slot of a line seen."""
-        new = window.select(_HASHED)
+        new = window.select(*POSITION, **_line_hashes())
         repeats = bool(
             new["id"].is_duplicated().any()
             or new["slot"].is_duplicated().any()
@@ -217,11 +219,10 @@ class _KeyIndex:
         return self.keys
 
 
-_HASHED = [
-    *POSITION,
-    pl.col("event_id").hash().alias("id"),
-    pl.struct("aggregate_id", "version").hash().alias("slot"),
-]
+def _line_hashes() -> dict[str, pl.Expr]:
+    return {c: event_keys.KEY_HASHES[c] for c in ("id", "slot")}
+
+
 _SHARED_SCHEMA = pl.Schema({c: EVENTS_SCHEMA[c] for c in [*KEY_COLUMNS, "source_file"]})
 
 
@@ -233,16 +234,18 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
     before it, so each group's statuses are final once the groups before it are known.
     """
     days = sorted(set(days))
-    # The other days' keys are read on a thread while the first days parse: the scan
-    # opens every day's file in polars (outside the GIL), parsing is mostly Python. A
-    # table not created yet has no other days (and no creation to race with).
-    reading = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-keys")
-    history_days = ~pl.col("day").is_in(days)
-    history: Future = Future()
-    if lake.exists(EVENTS):
-        history = reading.submit(_KeyIndex, lake, history_days)
-    else:
-        history.set_result(_KeyIndex(lake, history_days))
+    # each table opened once (its log read once, not on every write and read): the
+    # lake_events pool runs one load at a time, and a write losing a race to another
+    # writer of the shared quarantine opens that table again
+    lake = lake.for_one_run({})
+    # the keys of the other days' lines: ~50 week files of event_keys when it mirrors
+    # events (a few hundredths of a second at a year), else every day of events
+    events_version = lake.version(EVENTS)
+    mirrored = event_keys.mirrors(lake, events_version)
+    stored = event_keys.scan_keys(lake, events_version, mirrored)
+    seen = _KeyIndex(stored, ~pl.col("day").is_in(days))
+    # per commit to events: its future version, its days, its lines' keys
+    events_written: list[tuple[Future, list[date], pl.DataFrame]] = []
     load = EventLoad(days=days, counts=Counter(), statuses={}, conflicts=0)
     statuses, keys = _NO_STATUSES, pl.DataFrame(schema=_SHARED_SCHEMA)
     contested = False
@@ -256,7 +259,6 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
             writes.submit(lake.replace_days, RAW_EVENTS, raw, group)
 
             window = batch.rows.filter(pl.col("payload_error").is_null())
-            seen = history.result()
             if seen.add_and_check(window):  # some id or slot repeats: order those lines
                 contested = True
                 writes.wait()  # the earlier groups' lines, readable in the lake
@@ -266,7 +268,8 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
             else:  # every new line is alone so far: all applied
                 statuses = _NO_STATUSES
             events = status_of(window, statuses).select(EVENTS_SCHEMA.names()).sort(LINE_ORDER)
-            writes.submit(lake.replace_days, EVENTS, events, group)
+            version = writes.submit(lake.replace_days, EVENTS, events, group)
+            events_written.append((version, group, event_keys.key_rows(events.lazy()).collect()))
             conflicts = conflict_rows(statuses, keys).filter(pl.col("day").is_in(group))
             reports.add(group, batch.quarantine, batch.index_report, conflicts)
             if reports.size >= _REPORT_BYTES:
@@ -283,9 +286,7 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
         reports.flush(writes.submit)
     finally:
         writes.close()
-        reading.shutdown(cancel_futures=True)
 
-    seen = history.result()
     lost = seen.lost
     contested = contested or not lost.is_empty()
     if contested:
@@ -300,7 +301,41 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
                 CONFLICTS, conflicts, predicate=in_predicate("day", changed), partition_by=["day"]
             )
         load.other_days_rewritten = changed
+    _follow_events(lake, events_version, mirrored, events_written, load.other_days_rewritten)
     return load
+
+
+def _follow_events(
+    lake: Lake,
+    before: int | None,
+    mirrored: bool,
+    written: list[tuple[Future, list[date], pl.DataFrame]],
+    rewritten: list[date],
+) -> None:
+    """Bring ``event_keys`` up to date after a load that found ``events`` at version
+    ``before`` (``mirrored`` by ``event_keys`` or not) and wrote ``written`` (per commit:
+    its future version, its days and its lines' keys), then ``rewritten`` (other days).
+    From the keys in hand when no other writer committed to ``events`` in between,
+    else from ``events`` itself."""
+    now = written[-1][0].result() if written else before
+    if now is None:
+        return  # no events table
+    days = [day for _, group, _ in written for day in group]
+    keys = [rows.lazy() for _, _, rows in written]
+    commits = len(written)
+    if rewritten:
+        now, commits = lake.version(EVENTS), commits + 1
+        days += rewritten
+        keys.append(event_keys.key_rows(lake.scan(EVENTS).filter(pl.col("day").is_in(rewritten))))
+    alone = now == (-1 if before is None else before) + commits
+    rows = pl.concat([pl.LazyFrame(schema=event_keys.EVENT_KEYS_SCHEMA), *keys]).collect()
+    if alone and before is None:  # the lines written are every line
+        event_keys.rewrite_keys(lake, now, rows)
+    elif alone and mirrored:
+        if days:
+            event_keys.replace_key_days(lake, now, days, rows)
+    else:
+        event_keys.rewrite_keys(lake, now)
 
 
 def _contents(

@@ -19,6 +19,7 @@ import polars as pl
 import pyarrow as pa
 from deltalake.exceptions import DeltaError
 
+from pipelines.ingest import keys as event_keys
 from pipelines.ingest.content import CONTENT_SCHEMA
 from pipelines.lake.delta import Lake, in_predicate
 from pipelines.lake.tables import CONTENT, EVENTS, EVENTS_SCHEMA
@@ -635,18 +636,27 @@ def _continued_from_state(
 
 def _all_events_of(lake: Lake, aggregates: pl.DataFrame) -> pl.DataFrame:
     """Every applied event (``FOLD_COLUMNS``) of ``aggregates`` (aggregate_type,
-    aggregate_id), read from only the days that hold one: two narrow columns of every
-    day find those days, which costs less than filtering every day's file."""
+    aggregate_id), read from only the days that hold one (``_days_holding``), which
+    costs less than filtering every day's file."""
     if aggregates.is_empty():
         return pl.DataFrame(schema={c: EVENTS_SCHEMA[c] for c in FOLD_COLUMNS})
     ids = aggregates["aggregate_id"].unique()
-    days = (
-        lake.read(EVENTS, EVENTS_SCHEMA, columns=["aggregate_id", "day"])
-        .join(ids.to_frame("aggregate_id"), on="aggregate_id", how="semi")["day"]
-        .unique()
-    )
+    days = _days_holding(lake, ids)
     where = pl.col("day").is_in(days.implode()) & _isin("aggregate_id", ids)
     return _with_keys(read_applied_events(lake, where, FOLD_COLUMNS), _AGGREGATE, aggregates)
+
+
+def _days_holding(lake: Lake, ids: pl.Series) -> pl.Series:
+    """The recorded days that hold a line of an aggregate in ``ids``: from the aggregate
+    hashes of ``event_keys`` when it mirrors the ``events`` read (then a hash collision
+    may add a day), else from two columns of every day of ``events``."""
+    version = lake.pins.get(EVENTS, lake.version(EVENTS))
+    if event_keys.mirrors(lake, version):
+        wanted = event_keys.aggregate_hashes(ids).to_frame("aggregate")
+        lines = lake.read(event_keys.EVENT_KEYS, columns=["aggregate", "day"])
+        return lines.join(wanted, on="aggregate", how="semi")["day"].unique()
+    lines = lake.read(EVENTS, EVENTS_SCHEMA, columns=["aggregate_id", "day"])
+    return lines.join(ids.to_frame("aggregate_id"), on="aggregate_id", how="semi")["day"].unique()
 
 
 def _refresh_messages(
