@@ -218,9 +218,8 @@ def _keys_match_events(lake: Lake) -> bool:
     stored = pl.read_delta(str(lake.path(event_keys.EVENT_KEYS)))
     expected = event_keys.key_rows(pl.scan_delta(str(lake.path("events")))).collect()
     order = ["day", "file_index", "line_number"]
-    return event_keys.mirrors(lake, version) and stored.select(expected.columns).sort(order).equals(
-        expected.sort(order)
-    )
+    same_rows = stored.select(expected.columns).sort(order).equals(expected.sort(order))
+    return event_keys.mirrors(lake, version) and same_rows
 
 
 def test_event_keys_follow_events_whatever_the_load_order(store, lake):

@@ -23,6 +23,7 @@ import polars as pl
 from pipelines.ingest.resolve import POSITION
 from pipelines.lake.delta import Lake, in_predicate
 from pipelines.lake.tables import EVENTS, EVENTS_SCHEMA
+from pipelines.model.weeks import week_of
 
 EVENT_KEYS = "event_keys"
 EVENT_KEYS_SCHEMA = pl.Schema(
@@ -48,7 +49,7 @@ KEY_HASHES = {
 def key_rows(events: pl.LazyFrame) -> pl.LazyFrame:
     """``EVENT_KEYS_SCHEMA`` rows of ``events`` rows."""
     return events.select(
-        week=pl.col("day").dt.truncate("1w"),
+        week=week_of("day"),
         **{c: pl.col(c) for c in POSITION},
         **KEY_HASHES,
         status=pl.when(pl.col("status") != "applied").then("status"),
@@ -104,7 +105,8 @@ def replace_key_days(
     """Bring ``event_keys`` from the ``events`` version it mirrors to ``events_version``,
     when only ``days`` changed in between: ``rows`` are their lines' ``key_rows``."""
     days = sorted(set(days))
-    weeks = pl.Series(days, dtype=pl.Date).dt.truncate("1w").unique().to_list()
+    of_days = pl.DataFrame({"day": days}, schema={"day": pl.Date}).select(week_of("day"))
+    weeks = of_days["day"].unique().to_list()
     kept = lake.read(
         EVENT_KEYS,
         EVENT_KEYS_SCHEMA,
