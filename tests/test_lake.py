@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+
 import polars as pl
+import pytest
 
 from pipelines.lake.delta import Lake
 
@@ -71,3 +74,44 @@ def test_a_table_read_whole_is_read_once_per_version_and_filtered(tmp_path, monk
     lake.write("t", pl.DataFrame({"a": [20]}), predicate="a >= 2")  # a new version
     assert sorted(lake.read("t")["a"].to_list()) == [1, 20]
     assert scans == ["t", "t"]
+
+
+def test_a_lake_writing_behind_reads_its_writes_before_they_commit(tmp_path, monkeypatch):
+    gate = threading.Event()
+    commit = Lake._commit
+
+    def held(self, *args, **kwargs):
+        gate.wait(10)  # no write commits until the reads below are done
+        return commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Lake, "_commit", held)
+    lake = Lake(tmp_path).for_one_run({}, read_whole=["s"], write_behind=True)
+    p = pl.DataFrame({"p": [1, 1, 2, None], "a": [1, 2, 3, 4]})
+    assert lake.write("t", p, partition_by=["p"]) is None
+    assert (
+        lake.replace_partitions("t", pl.DataFrame({"p": [2, 3], "a": [30, 40]}), "p", [2, 3])
+        is None
+    )
+    lake.append("t", pl.DataFrame({"p": [1], "a": [5]}))
+    lake.write("s", pl.DataFrame({"k": [1]}))
+    assert not lake.exists("t")  # nothing committed yet
+    expected = [(1, 1), (1, 2), (1, 5), (2, 30), (3, 40), (None, 4)]
+    assert sorted(lake.read("t").rows(), key=str) == sorted(expected, key=str)
+    assert lake.read("s")["k"].to_list() == [1]
+    gate.set()
+    lake.flush()
+    assert sorted(Lake(tmp_path).read("t").rows(), key=str) == sorted(expected, key=str)
+    assert sorted(lake.read("t").rows(), key=str) == sorted(expected, key=str)  # the table now
+    assert lake.version("t") == 2
+
+
+def test_a_failed_write_behind_skips_the_rest_and_is_raised_by_flush(tmp_path):
+    lake = Lake(tmp_path).for_one_run({}, write_behind=True)
+    lake.write("t", pl.DataFrame({"a": [1]}))
+    lake.append("t", pl.DataFrame({"a": ["not a number"]}))  # refused by delta-rs
+    lake.append("t", pl.DataFrame({"a": [3]}))
+    with pytest.raises(Exception, match="Cannot cast"):
+        lake.flush()
+    assert values(Lake(tmp_path)) == [1]
+    with pytest.raises(ValueError, match="replaces the table or partitions"):
+        lake.write("t", pl.DataFrame({"a": [2]}), predicate="a = 1")

@@ -5,12 +5,20 @@ partitions, or the whole table) with ``mode="overwrite"`` and a predicate, so a
 re-run writes the same rows again instead of appending; an append only ever
 follows a whole-table write of the same run. Frames are sorted by their table's
 key before writing, so the same input gives the same files.
+
+A lake for one run may write behind (``for_one_run(write_behind=True)``): its writes
+are committed in order on a thread of their own while the run goes on, and its reads
+see them at once (``_Overlay``); ``flush`` returns when all are committed.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -21,6 +29,14 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 _WRITE_RETRIES = 5
+# Set when a write creates a table. The change feed is what refreshes read. Column
+# statistics in the log are turned off: no read here skips files by them (tables are
+# partitioned by what reads select on, and ids are random), while they made the log
+# of `events` 1.2 MB at 1M events and every open parse it (20 ms, 6 ms without).
+TABLE_PROPERTIES = {"delta.enableChangeDataFeed": "true", "delta.dataSkippingNumIndexedCols": "0"}
+# The rows a lake writing behind lets wait at once (they stay in memory): a rebuild's
+# large parts wait for each other, a refresh's small tables do not.
+_BYTES_BEHIND = 200 * 2**20
 
 
 def sql_literal(value: object) -> str:
@@ -37,6 +53,78 @@ def in_predicate(column: str, values: Iterable[object]) -> str:
     return f"{column} IN ({', '.join(sql_literal(v) for v in values)})"
 
 
+@dataclass
+class _Overlay:
+    """What the reads of a table must see while writes to it are still behind: the table
+    as it was before the first of them (``base``: None if it did not exist), then each
+    write in order, as (rows, "whole" | "partitions" | "append", partition column, its
+    values)."""
+
+    base: DeltaTable | None
+    changes: list[tuple[pl.DataFrame, str, str | None, pl.Series | None]] = field(
+        default_factory=list
+    )
+
+    def apply(self, base: pl.LazyFrame) -> pl.LazyFrame:
+        for rows, kind, column, values in self.changes:
+            if kind == "whole":
+                base = rows.lazy()
+                continue
+            kept = base
+            if kind == "partitions":
+                kept = base.filter(~pl.col(column).is_in(values.implode()).fill_null(False))
+            base = pl.concat([kept, rows.lazy().select(base.collect_schema().names())])
+        return base
+
+
+class _WriteBehind:
+    """One thread that commits a lake's writes in their order; the first failure
+    skips the rest and is raised by ``flush``."""
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-write")
+        self.futures: list[Future] = []
+        self.sizes: list[int] = []  # bytes of rows of each write submitted
+        self.pending: Counter[str] = Counter()  # table -> its writes not yet committed
+        self.failure: BaseException | None = None
+
+    def submit(
+        self, table: str, size: int, write: Callable[[], int], done: Callable[[str], None]
+    ) -> None:
+        """Commit ``write`` (of ``size`` bytes of rows) after the writes before it, then
+        call ``done(table)``; first wait while more than ``_BYTES_BEHIND`` would be
+        waiting. The caller counts it in ``pending``."""
+        while True:
+            behind = zip(self.futures, self.sizes, strict=True)
+            waiting = [(f, n) for f, n in behind if not f.done()]
+            if not waiting or size + sum(n for _, n in waiting) <= _BYTES_BEHIND:
+                break
+            waiting[0][0].exception()
+
+        def run() -> int | None:
+            try:
+                if self.failure is None:
+                    return write()
+                return None
+            except BaseException as error:
+                self.failure = error
+                raise
+            finally:
+                done(table)
+
+        self.futures.append(self.pool.submit(run))
+        self.sizes.append(size)
+
+    def flush(self) -> None:
+        for future in self.futures:
+            future.exception()
+        self.futures.clear()
+        self.sizes.clear()
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure
+
+
 class Lake:
     """The Delta tables under one root directory, addressed by table name."""
 
@@ -46,6 +134,7 @@ class Lake:
         pins: dict[str, int] | None = None,
         keep_open: bool = False,
         read_whole: Iterable[str] = (),
+        write_behind: bool = False,
     ):
         self.root = Path(root)
         self.pins = pins or {}
@@ -56,6 +145,10 @@ class Lake:
         self.read_whole = frozenset(read_whole) if keep_open else frozenset()
         # (table, version) -> every row, for the tables read whole
         self._rows: dict[tuple[str, int], pl.DataFrame] = {}
+        self._behind = _WriteBehind() if write_behind else None
+        self._overlays: dict[str, _Overlay] = {}
+        self._writer_tables: dict[str, DeltaTable] = {}  # used by the writing thread only
+        self._lock = threading.Lock()
 
     def pinned(self, versions: dict[str, int | None]) -> Lake:
         """The same lake, but reads of the named tables see the given versions (a
@@ -63,13 +156,31 @@ class Lake:
         pins = {t: v for t, v in versions.items() if v is not None}
         return Lake(self.root, pins, keep_open=self._opened is not None)
 
-    def for_one_run(self, versions: dict[str, int | None], read_whole: Iterable[str] = ()) -> Lake:
+    def for_one_run(
+        self,
+        versions: dict[str, int | None],
+        read_whole: Iterable[str] = (),
+        write_behind: bool = False,
+    ) -> Lake:
         """``pinned``, and every table opened once and kept: its log is read once, not on
         each read, and the run's own writes bring it up to date. Only for one run that no
         other run writes alongside (the projections' pool ensures that); a table the run
         does not write is seen as it was when first opened. The (small) tables named in
-        ``read_whole`` are read whole once per version, and each read filters those rows."""
-        return Lake(self.root, self.pinned(versions).pins, keep_open=True, read_whole=read_whole)
+        ``read_whole`` are read whole once per version, and each read filters those rows.
+        With ``write_behind``, writes return at once and commit on a thread (see the
+        module); call ``flush`` before the run ends."""
+        return Lake(
+            self.root,
+            self.pinned(versions).pins,
+            keep_open=True,
+            read_whole=read_whole,
+            write_behind=write_behind,
+        )
+
+    def flush(self) -> None:
+        """Return when every write behind is committed; raise the first that failed."""
+        if self._behind is not None:
+            self._behind.flush()
 
     def path(self, table: str) -> Path:
         return self.root / table
@@ -104,6 +215,11 @@ class Lake:
         self, table: str, schema: dict | None = None, version: int | str | None = None
     ) -> pl.LazyFrame:
         """A lazy scan of the table (at a version or timestamp); empty with ``schema`` if absent."""
+        if version is None and table not in self.pins:
+            with self._lock:
+                overlay = self._overlays.get(table)
+                if overlay is not None:
+                    return overlay.apply(self._scan_base(overlay.base, table, schema))
         if not self.exists(table):
             if schema is None:
                 raise FileNotFoundError(f"no Delta table {table!r} under {self.root}")
@@ -115,6 +231,11 @@ class Lake:
             return pl.scan_delta(str(self.path(table)))
         return pl.scan_delta(str(self.path(table)), version=version)
 
+    def _scan_base(self, base: DeltaTable | None, table: str, schema: dict | None) -> pl.LazyFrame:
+        if base is not None:
+            return pl.scan_delta(base)
+        return pl.LazyFrame(schema=schema or {})  # the overlay's first write defines it
+
     def read(
         self,
         table: str,
@@ -122,7 +243,12 @@ class Lake:
         columns: Sequence[str] | None = None,
         where: pl.Expr | None = None,
     ) -> pl.DataFrame:
-        frame = self._whole(table, schema) if table in self.read_whole else self.scan(table, schema)
+        with self._lock:
+            behind = table in self._overlays
+        if table in self.read_whole and not behind:
+            frame = self._whole(table, schema)
+        else:
+            frame = self.scan(table, schema)
         if where is not None:
             frame = frame.filter(where)
         if columns is not None:
@@ -146,22 +272,57 @@ class Lake:
         predicate: str | None = None,
         partition_by: Sequence[str] | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> int:
+    ) -> int | None:
         """Replace the rows matching ``predicate`` (all rows if None) with ``frame``.
 
         Rows of ``frame`` outside the predicate make delta-rs refuse the write.
-        Returns the new table version. A lost commit race is retried.
+        Returns the new table version (None when written behind: then only a whole
+        table or ``replace_partitions`` may be written). A lost commit race is retried.
         """
-        return self._commit(
+        if self._behind is not None and predicate is not None:
+            raise ValueError(f"{table}: a write behind replaces the table or partitions")
+        return self._write(
             table,
             frame,
+            ("whole", None, None),
             mode="overwrite",
-            predicate=predicate if self.exists(table) else None,
+            predicate=predicate,
             partition_by=partition_by,
             # a whole-table write defines the table, layout included
             schema_mode="overwrite" if predicate is None else None,
             metadata=metadata,
         )
+
+    def replace_partitions(
+        self,
+        table: str,
+        frame: pl.DataFrame,
+        column: str,
+        values: Iterable[object],
+        metadata: dict[str, str] | None = None,
+    ) -> int | None:
+        """Replace the partitions of ``column`` listed in ``values`` with ``frame`` (which
+        must lie in them). Returns the new version (None when written behind)."""
+        values = sorted(set(values))
+        return self._write(
+            table,
+            frame,
+            ("partitions", column, pl.Series(values, dtype=frame.schema[column])),
+            mode="overwrite",
+            predicate=in_predicate(column, values),
+            partition_by=[column],
+            metadata=metadata,
+        )
+
+    def replace_days(
+        self,
+        table: str,
+        frame: pl.DataFrame,
+        days: Iterable[date],
+        metadata: dict[str, str] | None = None,
+    ) -> int | None:
+        """Replace the ``day`` partitions listed with ``frame`` (which must lie in them)."""
+        return self.replace_partitions(table, frame, "day", days, metadata)
 
     def append(
         self,
@@ -170,11 +331,52 @@ class Lake:
         *,
         partition_by: Sequence[str] | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> int:
-        """Add ``frame``'s rows to the table (which must exist). Returns the new version."""
-        return self._commit(
-            table, frame, mode="append", partition_by=partition_by, metadata=metadata
+    ) -> int | None:
+        """Add ``frame``'s rows to the table (which must exist, or be written behind).
+        Returns the new version (None when written behind)."""
+        return self._write(
+            table,
+            frame,
+            ("append", None, None),
+            mode="append",
+            partition_by=partition_by,
+            metadata=metadata,
         )
+
+    def _write(
+        self,
+        table: str,
+        frame: pl.DataFrame,
+        change: tuple[str, str | None, pl.Series | None],
+        **options,
+    ) -> int | None:
+        """Commit now, or (writing behind) note ``change`` (kind, partition column,
+        partition values) for the reads and commit on the writing thread."""
+        if self._behind is None:
+            return self._commit(table, frame, **options)
+        with self._lock:
+            overlay = self._overlays.get(table)
+            if overlay is None:
+                base = self.table(table) if self.exists(table) else None
+                overlay = self._overlays[table] = _Overlay(base)
+            overlay.changes.append((frame, *change))
+            self._behind.pending[table] += 1
+        self._behind.submit(
+            table,
+            frame.estimated_size(),
+            lambda: self._commit(table, frame, **options),
+            self._committed,
+        )
+        return None
+
+    def _committed(self, table: str) -> None:
+        """On the writing thread, after each write of ``table``: once none is left
+        behind, reads see the table itself again (opened anew)."""
+        with self._lock:
+            self._behind.pending[table] -= 1
+            if self._behind.pending[table] == 0 and self._behind.failure is None:
+                del self._overlays[table]
+                self._opened.pop((table, None), None)
 
     def _commit(
         self,
@@ -194,16 +396,16 @@ class Lake:
         for attempt in range(_WRITE_RETRIES):
             # through an opened table, which the write brings up to date: one read of
             # the log per write instead of two (the version comes from the same object)
-            target: DeltaTable | str = self.table(table) if self.exists(table) else str(path)
+            target = self._write_target(table)
             try:
                 write_deltalake(
                     target,
                     arrow,
                     mode=mode,
-                    predicate=predicate,
+                    predicate=predicate if isinstance(target, DeltaTable) else None,
                     partition_by=list(partition_by) if partition_by else None,
                     schema_mode=schema_mode,
-                    configuration={"delta.enableChangeDataFeed": "true"},
+                    configuration=TABLE_PROPERTIES,
                     commit_properties=properties,
                 )
                 break
@@ -214,27 +416,24 @@ class Lake:
                 time.sleep(0.05 * (attempt + 1))
         if isinstance(target, DeltaTable):
             return target.version()
-        return self.table(table).version()
+        return self._write_target(table).version()
+
+    def _write_target(self, table: str) -> DeltaTable | str:
+        """What a write goes through: the table opened (the kept one, or writing behind,
+        one of the writing thread's own), or its path if it does not exist yet."""
+        if not self.exists(table):
+            return str(self.path(table))
+        if self._behind is None:
+            return self.table(table)
+        if table not in self._writer_tables:
+            self._writer_tables[table] = DeltaTable(str(self.path(table)))
+        return self._writer_tables[table]
 
     def _forget(self, table: str) -> None:
-        if self._opened is not None:
+        if self._behind is not None:
+            self._writer_tables.pop(table, None)
+        elif self._opened is not None:
             self._opened.pop((table, None), None)
-
-    def replace_days(
-        self,
-        table: str,
-        frame: pl.DataFrame,
-        days: Iterable[date],
-        metadata: dict[str, str] | None = None,
-    ) -> int:
-        """Replace the ``day`` partitions listed with ``frame`` (which must lie in them)."""
-        return self.write(
-            table,
-            frame,
-            predicate=in_predicate("day", days),
-            partition_by=["day"],
-            metadata=metadata,
-        )
 
     def row_count(self, table: str) -> int:
         """Rows in the table's current version, from the log's file statistics (no scan)."""

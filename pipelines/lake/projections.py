@@ -21,7 +21,7 @@ from deltalake.exceptions import DeltaError
 
 from pipelines.ingest import keys as event_keys
 from pipelines.ingest.content import CONTENT_SCHEMA
-from pipelines.lake.delta import Lake, in_predicate
+from pipelines.lake.delta import Lake
 from pipelines.lake.tables import CONTENT, EVENTS, EVENTS_SCHEMA
 from pipelines.model.changes import (
     adjust_account_measures,
@@ -154,12 +154,16 @@ def refresh_projections(lake: Lake, full: bool = False) -> ProjectionRefresh:
     pins = {EVENTS: lake.version(EVENTS), CONTENT: lake.version(CONTENT)}
     # a concurrent ingest must not slip in between versions and reads; and each table's
     # log is read once for the run, not once per read (40-60 ms for `messages` at 1M)
-    lake = lake.for_one_run(pins, read_whole=SMALL_TABLES)
+    # and its writes commit on a thread while it goes on, its reads seeing them at once
+    lake = lake.for_one_run(pins, read_whole=SMALL_TABLES, write_behind=True)
     versions = {"events_version": str(pins[EVENTS]), "content_version": str(pins[CONTENT])}
-    changes = None if full else _changes_since_last_refresh(lake)
-    if changes is None:
-        return _rebuild(lake, versions)
-    return _refresh_incrementally(lake, versions, *changes)
+    try:
+        changes = None if full else _changes_since_last_refresh(lake)
+        if changes is None:
+            return _rebuild(lake, versions)
+        return _refresh_incrementally(lake, versions, *changes)
+    finally:
+        lake.flush()
 
 
 # What folds and snapshots read of ``events`` (not where a line came from).
@@ -727,13 +731,7 @@ def _upsert_partitions(
     kept = lake.read(table, SCHEMAS[table], where=_isin(partition, parts))
     kept = _without_keys(kept, keys, old_rows, new_rows)
     rows = pl.concat([kept.select(new_rows.columns), new_rows]).sort([partition, *keys])
-    lake.write(
-        table,
-        rows,
-        predicate=in_predicate(partition, parts.to_list()),
-        partition_by=[partition],
-        metadata=versions,
-    )
+    lake.replace_partitions(table, rows, partition, parts.to_list(), metadata=versions)
 
 
 # Enough of every ``messages`` row to tell which partition holds it, and to recount the
@@ -812,7 +810,8 @@ def _keys_in(keys: list[str], frames: Sequence[pl.DataFrame]) -> pl.Expr:
 
 
 def _write_versions_only(lake: Lake, table: str, versions: dict[str, str]) -> None:
-    lake.write(table, pl.DataFrame(schema=SCHEMAS[table]), predicate="false", metadata=versions)
+    empty = pl.DataFrame(schema=SCHEMAS[table])
+    lake.replace_partitions(table, empty, PARTITIONS[table], [], metadata=versions)
 
 
 def _reactor_ids(messages: pl.DataFrame) -> pl.Series:

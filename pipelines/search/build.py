@@ -31,7 +31,7 @@ import pyarrow as pa
 from deltalake import CommitProperties, write_deltalake
 from deltalake.exceptions import DeltaError
 
-from pipelines.lake.delta import Lake, in_predicate
+from pipelines.lake.delta import TABLE_PROPERTIES, Lake, in_predicate
 from pipelines.search.documents import (
     DOCUMENTS,
     DOCUMENTS_SCHEMA,
@@ -124,7 +124,7 @@ def _append(lake: Lake, table: str, frame: pl.DataFrame, metadata: dict[str, str
         str(path),
         frame.to_arrow(),
         mode="append",
-        configuration={"delta.enableChangeDataFeed": "true"},
+        configuration=TABLE_PROPERTIES,
         commit_properties=CommitProperties(custom_metadata={"model": MODEL_ID, **metadata}),
     )
     return lake.version(table)
