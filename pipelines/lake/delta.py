@@ -148,6 +148,7 @@ class Lake:
         self._behind = _WriteBehind() if write_behind else None
         self._overlays: dict[str, _Overlay] = {}
         self._writer_tables: dict[str, DeltaTable] = {}  # used by the writing thread only
+        self._stale: set[str] = set()  # tables kept open that writes behind have changed
         self._lock = threading.Lock()
 
     def pinned(self, versions: dict[str, int | None]) -> Lake:
@@ -191,6 +192,11 @@ class Lake:
     def table(self, table: str, version: int | str | None = None) -> DeltaTable:
         """The table as of ``version`` (a number or a timestamp), else its latest version;
         in a lake kept open, the same object every time."""
+        if version is None and table in self._stale:
+            with self._lock:
+                self._stale.discard(table)
+            if self._opened is not None and (table, None) in self._opened:
+                self._opened[(table, None)].update_incremental()  # only the new commits
         if self._opened is not None and (table, version) in self._opened:
             return self._opened[(table, version)]
         dt = DeltaTable(
@@ -371,12 +377,12 @@ class Lake:
 
     def _committed(self, table: str) -> None:
         """On the writing thread, after each write of ``table``: once none is left
-        behind, reads see the table itself again (opened anew)."""
+        behind, reads see the table itself again (``table`` brings it up to date)."""
         with self._lock:
             self._behind.pending[table] -= 1
             if self._behind.pending[table] == 0 and self._behind.failure is None:
                 del self._overlays[table]
-                self._opened.pop((table, None), None)
+                self._stale.add(table)
 
     def _commit(
         self,

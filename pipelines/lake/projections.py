@@ -185,7 +185,7 @@ FOLD_COLUMNS = [
 
 # Message events a rebuild carries through at once (read, fold, snapshots, ``messages``
 # rows): its memory follows one group of whole messages, not the whole history.
-REBUILD_GROUP_ROWS = 250_000
+REBUILD_GROUP_ROWS = 200_000
 # ``messages`` rows (with their bodies) a rebuild builds and writes at once.
 REBUILD_MESSAGE_ROWS = 100_000
 
