@@ -149,7 +149,7 @@ class Lake:
         self._overlays: dict[str, _Overlay] = {}
         self._writer_tables: dict[str, DeltaTable] = {}  # used by the writing thread only
         self._stale: set[str] = set()  # tables kept open that writes behind have changed
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # `_write` opens tables while holding it
 
     def pinned(self, versions: dict[str, int | None]) -> Lake:
         """The same lake, but reads of the named tables see the given versions (a
