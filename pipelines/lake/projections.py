@@ -12,6 +12,7 @@ same tables.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -426,10 +427,29 @@ def _isin(column: str, values: pl.Series) -> pl.Expr:
 def _refresh_incrementally(
     lake: Lake, versions: dict[str, str], changed: pl.DataFrame, new_cids: pl.Series, removed: bool
 ) -> ProjectionRefresh:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="refresh") as beside:
+        return _refresh_changed(lake, beside, versions, changed, new_cids, removed)
+
+
+def _refresh_changed(
+    lake: Lake,
+    beside: ThreadPoolExecutor,
+    versions: dict[str, str],
+    changed: pl.DataFrame,
+    new_cids: pl.Series,
+    removed: bool,
+) -> ProjectionRefresh:
+    """``_refresh_incrementally``, with two steps that need nothing else of it done on a
+    thread ``beside`` it (polars and delta-rs release the GIL): the read of the index of
+    every message, and the snapshots' fold."""
     refresh = ProjectionRefresh(full=False, versions=versions)
     refresh.changed_aggregates = changed.select("aggregate_id").n_unique()
 
-    stored = lake.read("messages", MESSAGES_SCHEMA, columns=MESSAGE_INDEX_COLUMNS)
+    index = beside.submit(lake.read, "messages", MESSAGES_SCHEMA, columns=MESSAGE_INDEX_COLUMNS)
+    since = changed.group_by(_AGGREGATE).agg(since=pl.col("day").min())
+    snapshotted = _snapshots_since(lake, since)
+    continued = [] if removed else _continued_from_state(lake, changed, since, snapshotted)
+    stored = index.result()
     with_new_body = stored.filter(_isin("content_cid", new_cids))["message_id"]
     touched = pl.concat([_ids(changed, "message"), with_new_body]).unique()
     aggregates = pl.concat(
@@ -442,9 +462,8 @@ def _refresh_incrementally(
             ),
         ]
     ).unique()
-    since = changed.group_by(_AGGREGATE).agg(since=pl.col("day").min())
-    snapshotted = _snapshots_since(lake, since)
-    new_events = _events_to_refold(lake, aggregates, changed, since, snapshotted, removed)
+    new_events = _events_to_refold(lake, aggregates, continued)
+    snapshots = beside.submit(build_snapshots, new_events, since=since)
     old_messages, new_messages, locator = _refresh_messages(
         lake,
         stored,
@@ -533,7 +552,7 @@ def _refresh_incrementally(
     refresh.wrote("unread", _replace_keys(lake, "unread", unread, stored_unread, versions))
 
     _refresh_daily(lake, refresh, (old_messages, new_messages), thread_roots, versions)
-    refresh.wrote(SNAPSHOTS, _refresh_snapshots(lake, since, snapshotted, new_events, versions))
+    refresh.wrote(SNAPSHOTS, _refresh_snapshots(lake, since, snapshotted, snapshots, versions))
     return refresh
 
 
@@ -557,23 +576,13 @@ def _snapshots_since(lake: Lake, since: pl.DataFrame) -> pl.DataFrame:
 
 
 def _events_to_refold(
-    lake: Lake,
-    aggregates: pl.DataFrame,
-    changed: pl.DataFrame,
-    since: pl.DataFrame,
-    snapshotted: pl.DataFrame,
-    removed: bool,
+    lake: Lake, aggregates: pl.DataFrame, continued: list[pl.DataFrame]
 ) -> pl.DataFrame:
     """Applied events (``FOLD_COLUMNS``) that fold into the current states of
     ``aggregates`` (aggregate_type, aggregate_id), and into their snapshots from their
-    first day in ``changed`` on (``since``; ``snapshotted``: ``_snapshots_since``).
-
-    When lines were only added, an account, room or read marker whose changed days
-    hold only versions above its stored state, and which has no snapshot after its
-    first changed day, continues from that state (``state_events``) with those days'
-    events: a day's refresh does not read a year of a busy read marker. Every other
-    aggregate brings all its events, read from the days that hold one."""
-    continued = [] if removed else _continued_from_state(lake, changed, since, snapshotted)
+    first changed day on: those of ``continued`` (``_continued_from_state``, or [] when
+    a line was removed) for the aggregates it holds, all their events for the others,
+    read from the days that hold one."""
     done = pl.concat(
         [pl.DataFrame(schema=aggregates.schema), *(f.select(_AGGREGATE) for f in continued)]
     )
@@ -585,8 +594,11 @@ def _continued_from_state(
     lake: Lake, changed: pl.DataFrame, since: pl.DataFrame, snapshotted: pl.DataFrame
 ) -> list[pl.DataFrame]:
     """For the changed accounts, rooms and read markers that can continue from their
-    stored state (see ``_events_to_refold``): that state as events, then the events of
-    their changed days; one frame per aggregate type."""
+    stored state, that state as events (``state_events``) then the events of their
+    changed days; one frame per aggregate type. When lines were only added, an
+    aggregate can if its changed days hold only versions above its stored state and it
+    has no snapshot after its first changed day (``since``; ``snapshotted``:
+    ``_snapshots_since``): a day's refresh does not read a year of a busy read marker."""
     continuable = pl.col("aggregate_type").is_in(CONTINUABLE_TYPES)
     candidates = changed.filter(continuable)
     if candidates.is_empty():
@@ -1019,19 +1031,19 @@ def _refresh_snapshots(
     lake: Lake,
     since: pl.DataFrame,
     snapshotted: pl.DataFrame,
-    events: pl.DataFrame,
+    fresh: Future[pl.DataFrame],
     versions: dict[str, str],
 ) -> pl.DataFrame:
-    """Recompute the changed aggregates' snapshots from their earliest changed day on
-    (``since``; earlier snapshots only depend on earlier days, which did not change),
-    replacing those stored (``snapshotted``). ``events`` holds every applied event of
-    the changed aggregates."""
+    """Replace the changed aggregates' snapshots from their earliest changed day on
+    (``since``; earlier snapshots only depend on earlier days, which did not change):
+    those stored (``snapshotted``) by ``fresh`` (``build_snapshots`` of every applied
+    event of the changed aggregates, from ``since``)."""
     if since.is_empty():  # only content arrived: no state changed
         _write_versions_only(lake, SNAPSHOTS, versions)
         return pl.DataFrame(schema=SNAPSHOTS_SCHEMA)
-    fresh = build_snapshots(events, since=since)
-    _upsert_partitions(lake, SNAPSHOTS, fresh, snapshotted.drop("since"), versions)
-    return fresh
+    rows = fresh.result()
+    _upsert_partitions(lake, SNAPSHOTS, rows, snapshotted.drop("since"), versions)
+    return rows
 
 
 def read_projections(lake: Lake, version: int | str | None = None) -> dict[str, pl.DataFrame]:
