@@ -709,7 +709,10 @@ def _refresh_messages(
         ).select("message_id", "thread_id", "depth"),
     )
     affected = pl.concat([touched, rethread]).unique()
-    old_rows = _read_messages(lake, stored, "message_id", affected)
+    # the weeks that hold them, whole: the upsert rewrites them (read once, not twice)
+    weeks = stored.filter(_isin("message_id", affected))["created_week"]
+    partitions = lake.read("messages", MESSAGES_SCHEMA, where=_isin("created_week", weeks))
+    old_rows = partitions.filter(_isin("message_id", affected))
     refolded = build_messages(states, threads, read_bodies(lake, states["content_cid"]))
     moved = (
         old_rows.filter(
@@ -720,7 +723,7 @@ def _refresh_messages(
         .select(MESSAGES_SCHEMA.names())
     )
     new_rows = pl.concat([refolded, moved]).sort("message_id")
-    _upsert_partitions(lake, "messages", new_rows, old_rows, versions)
+    _upsert_partitions(lake, "messages", new_rows, old_rows, versions, read=partitions)
     locator = pl.concat(
         [
             stored.select(LOCATOR_COLUMNS).filter(~_isin("message_id", old_rows["message_id"])),
@@ -731,16 +734,26 @@ def _refresh_messages(
 
 
 def _upsert_partitions(
-    lake: Lake, table: str, new_rows: pl.DataFrame, old_rows: pl.DataFrame, versions: dict[str, str]
+    lake: Lake,
+    table: str,
+    new_rows: pl.DataFrame,
+    old_rows: pl.DataFrame,
+    versions: dict[str, str],
+    read: pl.DataFrame | None = None,
 ) -> None:
     """Replace ``old_rows`` by ``new_rows`` in a partitioned table, rewriting only the
-    partitions either touches (each partition is written whole and sorted)."""
+    partitions either touches (each partition is written whole and sorted). ``read``:
+    whole partitions as stored, already read (not read again)."""
     partition, keys = PARTITIONS[table], KEYS[table]
     parts = pl.concat([old_rows[partition], new_rows[partition]]).drop_nulls().unique().sort()
     if parts.is_empty():
         _write_versions_only(lake, table, versions)
         return
-    kept = lake.read(table, SCHEMAS[table], where=_isin(partition, parts))
+    have = read.filter(_isin(partition, parts)) if read is not None else None
+    unread = parts if have is None else parts.filter(~parts.is_in(have[partition].implode()))
+    kept = lake.read(table, SCHEMAS[table], where=_isin(partition, unread))
+    if have is not None:
+        kept = pl.concat([have, kept.select(have.columns)])
     kept = _without_keys(kept, keys, old_rows, new_rows)
     rows = pl.concat([kept.select(new_rows.columns), new_rows]).sort([partition, *keys])
     lake.replace_partitions(table, rows, partition, parts.to_list(), metadata=versions)
