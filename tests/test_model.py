@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import polars as pl
+import pytest
 from conftest import DAY0, StoreWriter, created, ms
+from polars.testing import assert_frame_equal
 
 from pipelines.ingest.load import load_content, load_event_days
 from pipelines.ingest.store import list_days
@@ -493,3 +496,38 @@ def test_accounts_rooms_and_markers_continue_from_their_state_only_when_exact(
 
 def marker(day, seconds):
     return {"account_id": "a", "room_id": "r", "read_up_to": ms(day, seconds)}
+
+
+def test_a_refresh_that_fails_half_way_is_redone_whole(store, lake, tmp_path, monkeypatch):
+    from pipelines.lake import projections
+
+    w = store
+    w.write(DAY0, [created(w, "m1", "hello"), created(w, "m2", "world", seconds=1)])
+    project(w, lake)
+    w.write(DAY1, [react(w, "m1", 2, "b", "+1", day=DAY1), edit(w, "m2", 2, "again", day=DAY1)])
+    load_event_days(lake, w.root, [DAY1])
+    load_content(lake, w.root)
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("stopped after messages and threads were written behind")
+
+    commit = Lake._commit
+
+    def slow(self, *args, **kwargs):
+        time.sleep(0.2)
+        return commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(projections, "_refresh_daily", fails)
+    monkeypatch.setattr(Lake, "_commit", slow)
+    with pytest.raises(RuntimeError, match="stopped after"):  # its own error, not a write's
+        refresh_projections(lake)
+    # the writes already behind were committed before it returned
+    recorded = {
+        t: lake.commit_metadata(t)["events_version"] for t in ("messages", "platform_daily")
+    }
+    assert recorded["messages"] != recorded["platform_daily"]
+    monkeypatch.undo()
+    assert refresh_projections(lake).full  # the record is inconsistent: rebuilt
+    expected = project(w, Lake(tmp_path / "fresh"))
+    for name, table in read_projections(lake).items():
+        assert_frame_equal(table, expected[name])

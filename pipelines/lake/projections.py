@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -161,10 +162,15 @@ def refresh_projections(lake: Lake, full: bool = False) -> ProjectionRefresh:
     try:
         changes = None if full else _changes_since_last_refresh(lake)
         if changes is None:
-            return _rebuild(lake, versions)
-        return _refresh_incrementally(lake, versions, *changes)
-    finally:
-        lake.flush()
+            refresh = _rebuild(lake, versions)
+        else:
+            refresh = _refresh_incrementally(lake, versions, *changes)
+    except BaseException:
+        with suppress(Exception):  # the writes already behind still end before this run
+            lake.flush()
+        raise
+    lake.flush()
+    return refresh
 
 
 # What folds and snapshots read of ``events`` (not where a line came from).
