@@ -469,7 +469,10 @@ def _refresh_changed(
         ]
     ).unique()
     new_events = _events_to_refold(lake, aggregates, continued)
-    snapshots = beside.submit(build_snapshots, new_events, since=since)
+    # nothing to snapshot when only content arrived (no state changed)
+    snapshots = (
+        None if since.is_empty() else beside.submit(build_snapshots, new_events, since=since)
+    )
     old_messages, new_messages, locator = _refresh_messages(
         lake,
         stored,
@@ -602,8 +605,8 @@ def _continued_from_state(
     """For the changed accounts, rooms and read markers that can continue from their
     stored state, that state as events (``state_events``) then the events of their
     changed days; one frame per aggregate type. When lines were only added, an
-    aggregate can if its changed days hold only versions above its stored state and it
-    has no snapshot after its first changed day (``since``; ``snapshotted``:
+    aggregate continues if its changed days hold only versions above its stored state
+    and it has no snapshot after its first changed day (``since``; ``snapshotted``:
     ``_snapshots_since``): a day's refresh does not read a year of a busy read marker."""
     continuable = pl.col("aggregate_type").is_in(CONTINUABLE_TYPES)
     candidates = changed.filter(continuable)
@@ -1050,14 +1053,14 @@ def _refresh_snapshots(
     lake: Lake,
     since: pl.DataFrame,
     snapshotted: pl.DataFrame,
-    fresh: Future[pl.DataFrame],
+    fresh: Future[pl.DataFrame] | None,
     versions: dict[str, str],
 ) -> pl.DataFrame:
     """Replace the changed aggregates' snapshots from their earliest changed day on
     (``since``; earlier snapshots only depend on earlier days, which did not change):
     those stored (``snapshotted``) by ``fresh`` (``build_snapshots`` of every applied
-    event of the changed aggregates, from ``since``)."""
-    if since.is_empty():  # only content arrived: no state changed
+    event of the changed aggregates, from ``since``; None if no aggregate changed)."""
+    if fresh is None:
         _write_versions_only(lake, SNAPSHOTS, versions)
         return pl.DataFrame(schema=SNAPSHOTS_SCHEMA)
     rows = fresh.result()
