@@ -21,7 +21,7 @@ from datetime import date
 import polars as pl
 
 from pipelines.ingest.resolve import POSITION
-from pipelines.lake.delta import Lake, in_predicate
+from pipelines.lake.delta import Lake
 from pipelines.lake.tables import EVENTS, EVENTS_SCHEMA
 from pipelines.model.weeks import week_of
 
@@ -112,13 +112,8 @@ def replace_key_days(
         EVENT_KEYS_SCHEMA,
         where=pl.col("week").is_in(weeks) & ~pl.col("day").is_in(days),
     )
-    lake.write(
-        EVENT_KEYS,
-        pl.concat([kept, rows]).sort(_ORDER),
-        predicate=in_predicate("week", weeks),
-        partition_by=["week"],
-        metadata=_metadata(events_version),
-    )
+    rows = pl.concat([kept, rows]).sort(_ORDER)
+    lake.replace_partitions(EVENT_KEYS, rows, "week", weeks, metadata=_metadata(events_version))
 
 
 _ORDER = ["week", *POSITION]

@@ -145,13 +145,7 @@ class _Reports:
         stages = f"{in_predicate('day', days)} AND {in_predicate('stage', EVENT_STAGES)}"
         submit(self.lake.write, QUARANTINE, frames[QUARANTINE], predicate=stages)
         submit(self.lake.replace_days, INDEX_REPORT, frames[INDEX_REPORT], days)
-        submit(
-            self.lake.write,
-            CONFLICTS,
-            frames[CONFLICTS],
-            predicate=in_predicate("day", days),
-            partition_by=["day"],
-        )
+        submit(self.lake.replace_days, CONFLICTS, frames[CONFLICTS], days)
 
 
 _NO_STATUSES = pl.DataFrame(
@@ -297,9 +291,7 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
         changed = _rewrite_changed_statuses(lake, lost, statuses, days)
         if changed:
             conflicts = conflict_rows(statuses, keys).filter(pl.col("day").is_in(changed))
-            lake.write(
-                CONFLICTS, conflicts, predicate=in_predicate("day", changed), partition_by=["day"]
-            )
+            lake.replace_days(CONFLICTS, conflicts, changed)
         load.other_days_rewritten = changed
     _follow_events(lake, events_version, mirrored, events_written, load.other_days_rewritten)
     return load
