@@ -455,8 +455,13 @@ def _refresh_changed(
     since = changed.group_by(_AGGREGATE).agg(since=pl.col("day").min())
     snapshotted = _snapshots_since(lake, since)
     continued = [] if removed else _continued_from_state(lake, changed, since, snapshotted)
+    with_new_body = (
+        beside.submit(_messages_naming, lake, new_cids) if not new_cids.is_empty() else None
+    )
     stored = index.result()
-    with_new_body = stored.filter(_isin("content_cid", new_cids))["message_id"]
+    with_new_body = (
+        with_new_body.result() if with_new_body else pl.Series("message_id", [], pl.String)
+    )
     touched = pl.concat([_ids(changed, "message"), with_new_body]).unique()
     aggregates = pl.concat(
         [
@@ -698,24 +703,38 @@ def _refresh_messages(
     now is (``LOCATOR_COLUMNS`` of the whole table, for ``_read_messages`` and
     ``_with_recounted_times``)."""
     states = fold_messages(events)
+    stored_touched = stored.filter(_isin("message_id", touched))
+    relinked = _relinked(stored_touched, states)
+    # a touched message whose links stayed keeps its thread and depth, unless it lies
+    # below a relinked one (then the walk from that one re-threads it)
     links = pl.concat(
         [
-            stored.select(
-                "message_id", "explicit_thread_id", "reply_to", "thread_id", "depth"
-            ).filter(~_isin("message_id", touched)),
-            message_links(states).with_columns(
-                thread_id=pl.lit(None, dtype=pl.String), depth=pl.lit(None, dtype=pl.Int64)
+            stored.select(_LINKS).filter(~_isin("message_id", touched)),
+            message_links(states).join(
+                stored_touched.filter(~_isin("message_id", relinked)).select(
+                    "message_id", "thread_id", "depth"
+                ),
+                on="message_id",
+                how="left",
             ),
         ]
     )
-    rethread = reply_descendants(links, touched)
-    threads = resolve_threads(
-        links.filter(_isin("message_id", rethread)),
-        # the settled messages a walk up from a re-threaded one can reach: their parents
-        settled=links.filter(
-            ~_isin("message_id", rethread)
-            & _isin("message_id", links.filter(_isin("message_id", rethread))["reply_to"])
-        ).select("message_id", "thread_id", "depth"),
+    rethread = reply_descendants(links, relinked)
+    in_rethread = _isin("message_id", rethread)
+    to_resolve = links.filter(in_rethread)
+    threads = pl.concat(
+        [
+            resolve_threads(
+                to_resolve,
+                # the settled messages a walk up from a re-threaded one can reach
+                settled=links.filter(
+                    ~in_rethread & _isin("message_id", to_resolve["reply_to"])
+                ).select("message_id", "thread_id", "depth"),
+            ),
+            links.filter(_isin("message_id", touched) & ~in_rethread).select(
+                "message_id", "thread_id", "depth"
+            ),
+        ]
     )
     affected = pl.concat([touched, rethread]).unique()
     # the weeks that hold them, whole: the upsert rewrites them (read once, not twice)
@@ -740,6 +759,29 @@ def _refresh_messages(
         ]
     )
     return old_rows, new_rows, locator
+
+
+_LINKS = ["message_id", "explicit_thread_id", "reply_to", "thread_id", "depth"]
+
+
+def _relinked(stored: pl.DataFrame, states: pl.DataFrame) -> pl.Series:
+    """The ids of the messages whose reply links (existence, explicit_thread_id,
+    reply_to) differ between ``stored`` index rows and refolded ``states``: only their
+    descendants can change thread or depth."""
+    both = stored.select("message_id", "explicit_thread_id", "reply_to", old=pl.lit(True)).join(
+        message_links(states).with_columns(new=pl.lit(True)),
+        on="message_id",
+        how="full",
+        coalesce=True,
+        suffix="_new",
+    )
+    same = (
+        pl.col("old").is_not_null()
+        & pl.col("new").is_not_null()
+        & pl.col("explicit_thread_id").eq_missing(pl.col("explicit_thread_id_new"))
+        & pl.col("reply_to").eq_missing(pl.col("reply_to_new"))
+    )
+    return both.filter(~same)["message_id"]
 
 
 def _upsert_partitions(
@@ -779,9 +821,17 @@ LOCATOR_COLUMNS = [
     "created_at",
     "deleted",
 ]
-# What a refresh reads of every ``messages`` row, once: the locator, the reply links
-# that re-threading walks, and the content CID that a late body file names.
-MESSAGE_INDEX_COLUMNS = [*LOCATOR_COLUMNS, "explicit_thread_id", "reply_to", "depth", "content_cid"]
+# What a refresh reads of every ``messages`` row, once: the locator and the reply links
+# that re-threading walks.
+MESSAGE_INDEX_COLUMNS = [*LOCATOR_COLUMNS, "explicit_thread_id", "reply_to", "depth"]
+
+
+def _messages_naming(lake: Lake, cids: pl.Series) -> pl.Series:
+    """The ids of the messages whose current body is one of ``cids`` (late body files):
+    read only when some arrived, as content CIDs are the widest column of the index."""
+    return lake.read(
+        "messages", MESSAGES_SCHEMA, columns=["message_id"], where=_isin("content_cid", cids)
+    )["message_id"]
 
 
 def _read_messages(

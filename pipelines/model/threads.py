@@ -202,30 +202,31 @@ def _jump(nodes: pl.DataFrame, add_hops: bool) -> pl.DataFrame:
 def reply_descendants(links: pl.DataFrame, roots: pl.Series) -> pl.Series:
     """``roots`` and every message below one of them through ``reply_to``: their thread
     (unless given explicitly) and their depth follow from the roots'."""
-    # Sorted once by a 64-bit hash of the parent (a radix sort, unlike strings), each
-    # level is a binary search per parent; the parent itself confirms a hash match.
-    children = (
-        links.filter(pl.col("reply_to").is_not_null())
-        .select("reply_to", "message_id", parent=pl.col("reply_to").hash())
-        .sort("parent")
-    )
-    parents = children["parent"]
     found = set(roots.to_list())
     frontier = roots.unique()
+    children_of = _ChildrenOf(links)
     while not frontier.is_empty():
-        hashed = frontier.hash()
-        spans = pl.DataFrame(
-            {
-                "start": parents.search_sorted(hashed, side="left"),
-                "end": parents.search_sorted(hashed, side="right"),
-            }
-        )
-        at = spans.select(pl.int_ranges("start", "end").explode().drop_nulls()).to_series()
-        below = children[at].filter(pl.col("reply_to").is_in(frontier.implode()))["message_id"]
-        kids = [k for k in below.to_list() if k not in found]
+        kids = [k for k in children_of(frontier).to_list() if k not in found]
         found.update(kids)
         frontier = pl.Series(kids, dtype=pl.String).unique()
     return pl.Series("message_id", sorted(found), dtype=pl.String)
+
+
+class _ChildrenOf:
+    """The ``message_id`` of the messages of ``links`` replying to any of a set of ids.
+
+    Each parent id is hashed once to 64 bits, so a level of the walk probes integers,
+    not strings; the exact parent then confirms each hash match. (A sort by hash with a
+    binary search per level costs more: the walks of a day's refresh are mostly one or
+    two levels of thousands of ids, then a few long chains of one id.)"""
+
+    def __init__(self, links: pl.DataFrame):
+        self.links = links.select("reply_to", "message_id")
+        self.parents = links["reply_to"].hash()
+
+    def __call__(self, ids: pl.Series) -> pl.Series:
+        maybe = self.links.filter(self.parents.is_in(ids.hash().implode()))
+        return maybe.filter(pl.col("reply_to").is_in(ids.implode()))["message_id"]
 
 
 # The ``messages`` columns that ``build_threads`` reads.
