@@ -399,8 +399,9 @@ def test_accounts_rooms_and_markers_continue_from_their_state_only_when_exact(
     store, tmp_path, monkeypatch
 ):
     """A day's refresh continues an account, room or read marker from its stored state
-    when its new lines all come after it; a late lower version, or a second file for a
-    day already read, takes the whole history. Each step equals a rebuild."""
+    when its new lines all come after it (a read marker also when they come before); a
+    late lower version, or a second file for a day already read, takes the whole
+    history. Each step equals a rebuild."""
     from pipelines.lake import projections
 
     continued = []
@@ -415,7 +416,11 @@ def test_accounts_rooms_and_markers_continue_from_their_state_only_when_exact(
 
     monkeypatch.setattr(projections, "_continued_from_state", spy)
     w, lake = store, Lake(tmp_path / "lake")
-    day3, before = DAY0 + timedelta(days=3), DAY0 - timedelta(days=1)
+    day3, day4, before = (
+        DAY0 + timedelta(days=3),
+        DAY0 + timedelta(days=4),
+        DAY0 - timedelta(days=1),
+    )
     account = {"display_name": "Ann", "platform": "slack", "created_at": 5, "handle": "@ann"}
     room = {"name": "general", "type": "group", "platform": "slack", "created_at": 5}
     w.write(
@@ -474,6 +479,14 @@ def test_accounts_rooms_and_markers_continue_from_their_state_only_when_exact(
             ["b"],
         ),
         (day3, "001.jsonl", [], []),
+        # a late version 5 of the marker, below its state's 6: a marker is its highest
+        # version's line whole, so it still continues
+        (
+            day4,
+            "001.jsonl",
+            [w.event("ReadMarkerMoved", "read_marker", "k", 5, marker(day4, 50), day4)],
+            ["k"],
+        ),
     ]
     for day, name, lines, expected in steps:
         w.write(day, lines, name=name)

@@ -650,6 +650,9 @@ def _continued_from_state(
                 pl.col("lowest").is_null()
                 | pl.col("stored_version").is_null()
                 | (pl.col("lowest") > pl.col("stored_version"))
+                # a read marker is its highest version's line whole: a late lower
+                # version folds against its state as it would against its history
+                | pl.lit(kind == "read_marker")
             )
         )["aggregate_id"]
         if eligible.is_empty():
