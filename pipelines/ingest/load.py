@@ -168,14 +168,14 @@ class _KeyIndex:
     ``stored``: the keys of every recorded line (``event_keys.scan_keys``)."""
 
     def __init__(self, stored: pl.LazyFrame, history: pl.Expr):
-        lines = (
-            stored.filter(history)
-            .select(*POSITION, "id", "slot", "status")
-            .collect(engine="streaming")
+        history_lines = stored.filter(history)
+        self.lines, self.lost = pl.collect_all(
+            [
+                history_lines.select(*POSITION, "id", "slot"),
+                # the lines that lost their place: a window that drops a rival gives it back
+                history_lines.filter(pl.col("status").is_not_null()).select(*POSITION, "status"),
+            ]
         )
-        # the lines that lost their place: a window that drops a rival gives it back
-        self.lost = lines.filter(pl.col("status").is_not_null()).select(*POSITION, "status")
-        self.lines = lines.drop("status")
         self.keys = pl.DataFrame(schema=_SHARED_SCHEMA)  # real keys of the shared lines read
 
     def add_and_check(self, window: pl.DataFrame) -> bool:
@@ -188,7 +188,8 @@ class _KeyIndex:
             or self.lines["id"].is_in(new["id"].implode()).any()
             or self.lines["slot"].is_in(new["slot"].implode()).any()
         )
-        self.lines = pl.concat([self.lines, new], rechunk=True)
+        # chunks, not a copy of the whole history each window
+        self.lines = pl.concat([self.lines, new], rechunk=False)
         return repeats
 
     def shared_keys(self, lake: Lake, window: pl.DataFrame) -> pl.DataFrame:

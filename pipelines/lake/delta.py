@@ -7,7 +7,7 @@ follows a whole-table write of the same run. Frames are sorted by their table's
 key before writing, so the same input gives the same files.
 
 A lake for one run may write behind (``for_one_run(write_behind=True)``): its writes
-are committed in order on a thread of their own while the run goes on, and its reads
+are committed in order, on a thread per table, while the run goes on, and its reads
 see them at once (``_Overlay``); ``flush`` returns when all are committed.
 """
 
@@ -102,11 +102,12 @@ class _Overlay:
 
 
 class _WriteBehind:
-    """One thread that commits a lake's writes in their order; the first failure
-    skips the rest and is raised by ``flush``."""
+    """Threads that commit a lake's writes, each table's in their order on a thread of
+    its own (a refresh's small tables need not wait behind a large ``messages`` write);
+    the first failure skips the writes not yet started and is raised by ``flush``."""
 
     def __init__(self) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-write")
+        self.pools: dict[str, ThreadPoolExecutor] = {}
         self.futures: list[Future] = []
         self.sizes: list[int] = []  # bytes of rows of each write submitted
         self.pending: Counter[str] = Counter()  # table -> its writes not yet committed
@@ -136,13 +137,18 @@ class _WriteBehind:
             finally:
                 done(table)
 
-        self.futures.append(self.pool.submit(run))
+        if table not in self.pools:
+            self.pools[table] = ThreadPoolExecutor(1, thread_name_prefix=f"lake-write-{table}")
+        self.futures.append(self.pools[table].submit(run))
         self.sizes.append(size)
 
     def flush(self) -> None:
         for future in self.futures:
             future.exception()
         self.futures.clear()
+        for pool in self.pools.values():
+            pool.shutdown()
+        self.pools.clear()
         self.sizes.clear()
         if self.failure is not None:
             failure, self.failure = self.failure, None
@@ -171,7 +177,9 @@ class Lake:
         self._rows: dict[tuple[str, int], pl.DataFrame] = {}
         self._behind = _WriteBehind() if write_behind else None
         self._overlays: dict[str, _Overlay] = {}
-        self._writer_tables: dict[str, DeltaTable] = {}  # used by the writing thread only
+        self._writer_tables: dict[
+            str, DeltaTable
+        ] = {}  # each used by its table's writing thread only
         self._stale: set[str] = set()  # tables kept open that writes behind have changed
         self._lock = threading.RLock()  # `_write` opens tables while holding it
 
@@ -201,6 +209,23 @@ class Lake:
             read_whole=read_whole,
             write_behind=write_behind,
         )
+
+    def pin_latest(self, tables: Iterable[str]) -> dict[str, int | None]:
+        """Pin each of ``tables`` (that this run only reads) at its latest version, in a
+        lake kept open by ``for_one_run``: the table is opened once, for both. Returns
+        the versions (None: no table yet)."""
+        versions = {}
+        for table in tables:
+            versions[table] = version = self.version(table)
+            if version is not None:
+                self.pins[table] = version
+                if self._opened is not None:
+                    self._opened[(table, version)] = self._opened.pop((table, None))
+        return versions
+
+    def read_version(self, table: str) -> int | None:
+        """The version reads of ``table`` see: its pin, else its latest."""
+        return self.pins[table] if table in self.pins else self.version(table)
 
     def flush(self) -> None:
         """Return when every write behind is committed; raise the first that failed."""
@@ -381,7 +406,7 @@ class Lake:
         **options,
     ) -> int | None:
         """Commit now, or (writing behind) note ``change`` (kind, partition column,
-        partition values) for the reads and commit on the writing thread."""
+        partition values) for the reads and commit on its table's writing thread."""
         if self._behind is None:
             return self._commit(table, frame, **options)
         with self._lock:
@@ -400,7 +425,7 @@ class Lake:
         return None
 
     def _committed(self, table: str) -> None:
-        """On the writing thread, after each write of ``table``: once none is left
+        """On its writing thread, after each write of ``table``: once none is left
         behind, reads see the table itself again (``table`` brings it up to date)."""
         with self._lock:
             self._behind.pending[table] -= 1
@@ -451,7 +476,7 @@ class Lake:
 
     def _write_target(self, table: str) -> DeltaTable | str:
         """What a write goes through: the table opened (the kept one, or writing behind,
-        one of the writing thread's own), or its path if it does not exist yet."""
+        one of its writing thread's own), or its path if it does not exist yet."""
         if not self.exists(table):
             return str(self.path(table))
         if self._behind is None:
