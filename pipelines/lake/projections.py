@@ -153,11 +153,11 @@ def read_applied_events(
 
 def refresh_projections(lake: Lake, full: bool = False) -> ProjectionRefresh:
     """Bring every projection up to date; incrementally when the last refresh is known."""
-    pins = {EVENTS: lake.version(EVENTS), CONTENT: lake.version(CONTENT)}
-    # a concurrent ingest must not slip in between versions and reads; and each table's
-    # log is read once for the run, not once per read (40-60 ms for `messages` at 1M)
-    # and its writes commit on a thread while it goes on, its reads seeing them at once
-    lake = lake.for_one_run(pins, read_whole=SMALL_TABLES, write_behind=True)
+    # each table's log is read once for the run, not once per read (40-60 ms for
+    # `messages` at 1M) and its writes commit on threads while it goes on, its reads
+    # seeing them at once; a concurrent ingest must not slip in between versions and reads
+    lake = lake.for_one_run({}, read_whole=SMALL_TABLES, write_behind=True)
+    pins = lake.pin_latest([EVENTS, CONTENT])
     versions = {"events_version": str(pins[EVENTS]), "content_version": str(pins[CONTENT])}
     try:
         changes = None if full else _changes_since_last_refresh(lake)
@@ -369,8 +369,11 @@ def _write_whole(lake: Lake, table: str, rows: pl.DataFrame, versions: dict[str,
 def _last_versions(lake: Lake) -> tuple[int, int] | None:
     """The events and content versions of the last refresh, if every table has them."""
     recorded = set()
+    # the tables opened side by side (delta-rs reads logs without the GIL), kept for the run
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        metas = dict(zip(PROJECTIONS, pool.map(lake.commit_metadata, PROJECTIONS), strict=True))
     for name in PROJECTIONS:
-        meta = lake.commit_metadata(name)
+        meta = metas[name]
         if "events_version" not in meta:
             return None
         if lake.partition_columns(name) != ([PARTITIONS[name]] if name in PARTITIONS else []):
@@ -386,7 +389,7 @@ def _last_versions(lake: Lake) -> tuple[int, int] | None:
 
 def _change_feed(lake: Lake, table: str, since: int, columns: list[str]) -> pl.DataFrame | None:
     """Rows inserted or deleted in ``table`` after version ``since`` (None if unreadable)."""
-    current = lake.pins.get(table, lake.version(table))
+    current = lake.read_version(table)
     if current is None or current <= since:
         return pl.DataFrame()
     try:
@@ -428,6 +431,11 @@ def _ids(changed: pl.DataFrame, aggregate_type: str) -> pl.Series:
 
 def _isin(column: str, values: pl.Series) -> pl.Expr:
     return pl.col(column).is_in(values.drop_nulls().unique().implode())
+
+
+def _mask(frame: pl.DataFrame, column: str, values: pl.Series) -> pl.Series:
+    """Whether each row's ``column`` is in ``values`` (never null)."""
+    return frame.select(_isin(column, values).fill_null(False)).to_series()
 
 
 def _refresh_incrementally(
@@ -683,7 +691,7 @@ def _days_holding(lake: Lake, ids: pl.Series) -> pl.Series:
     """The recorded days that hold a line of an aggregate in ``ids``: from the aggregate
     hashes of ``event_keys`` when it mirrors the ``events`` read (then a hash collision
     may add a day), else from two columns of every day of ``events``."""
-    version = lake.pins.get(EVENTS, lake.version(EVENTS))
+    version = lake.read_version(EVENTS)
     if event_keys.mirrors(lake, version):
         wanted = event_keys.aggregate_hashes(ids).to_frame("aggregate")
         lines = lake.read(event_keys.EVENT_KEYS, columns=["aggregate", "day"])
@@ -706,24 +714,22 @@ def _refresh_messages(
     now is (``LOCATOR_COLUMNS`` of the whole table, for ``_read_messages`` and
     ``_with_recounted_times``)."""
     states = fold_messages(events)
-    stored_touched = stored.filter(_isin("message_id", touched))
+    # each pass over the index (every message) is done once
+    is_touched = _mask(stored, "message_id", touched)
+    stored_touched = stored.filter(is_touched)
     relinked = _relinked(stored_touched, states)
     # a touched message whose links stayed keeps its thread and depth, unless it lies
     # below a relinked one (then the walk from that one re-threads it)
-    links = pl.concat(
-        [
-            stored.select(_LINKS).filter(~_isin("message_id", touched)),
-            message_links(states).join(
-                stored_touched.filter(~_isin("message_id", relinked)).select(
-                    "message_id", "thread_id", "depth"
-                ),
-                on="message_id",
-                how="left",
-            ),
-        ]
+    touched_links = message_links(states).join(
+        stored_touched.filter(~_isin("message_id", relinked)).select(
+            "message_id", "thread_id", "depth"
+        ),
+        on="message_id",
+        how="left",
     )
+    links = pl.concat([stored.filter(~is_touched).select(_LINKS), touched_links])
     rethread = reply_descendants(links, relinked)
-    in_rethread = _isin("message_id", rethread)
+    in_rethread = _mask(links, "message_id", rethread)
     to_resolve = links.filter(in_rethread)
     threads = pl.concat(
         [
@@ -734,14 +740,15 @@ def _refresh_messages(
                     ~in_rethread & _isin("message_id", to_resolve["reply_to"])
                 ).select("message_id", "thread_id", "depth"),
             ),
-            links.filter(_isin("message_id", touched) & ~in_rethread).select(
+            touched_links.filter(~_isin("message_id", rethread)).select(
                 "message_id", "thread_id", "depth"
             ),
         ]
     )
     affected = pl.concat([touched, rethread]).unique()
+    is_affected = is_touched | _mask(stored, "message_id", rethread)
     # the weeks that hold them, whole: the upsert rewrites them (read once, not twice)
-    weeks = stored.filter(_isin("message_id", affected))["created_week"]
+    weeks = stored.filter(is_affected)["created_week"]
     partitions = lake.read("messages", MESSAGES_SCHEMA, where=_isin("created_week", weeks))
     old_rows = partitions.filter(_isin("message_id", affected))
     refolded = build_messages(states, threads, read_bodies(lake, states["content_cid"]))
@@ -755,11 +762,9 @@ def _refresh_messages(
     )
     new_rows = pl.concat([refolded, moved]).sort("message_id")
     _upsert_partitions(lake, "messages", new_rows, old_rows, versions, read=partitions)
+    # the old rows are the stored ones of the affected messages
     locator = pl.concat(
-        [
-            stored.select(LOCATOR_COLUMNS).filter(~_isin("message_id", old_rows["message_id"])),
-            new_rows.select(LOCATOR_COLUMNS),
-        ]
+        [stored.filter(~is_affected).select(LOCATOR_COLUMNS), new_rows.select(LOCATOR_COLUMNS)]
     )
     return old_rows, new_rows, locator
 
