@@ -25,13 +25,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
-from deltalake import (
-    ColumnProperties,
-    CommitProperties,
-    DeltaTable,
-    WriterProperties,
-    write_deltalake,
-)
+from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 _WRITE_RETRIES = 5
@@ -40,24 +34,6 @@ _WRITE_RETRIES = 5
 # partitioned by what reads select on, and ids are random), while they made the log
 # of `events` 1.2 MB at 1M events and every open parse it (20 ms, 6 ms without).
 TABLE_PROPERTIES = {"delta.enableChangeDataFeed": "true", "delta.dataSkippingNumIndexedCols": "0"}
-# Parquet column statistics are off too, for the same reason; and dictionary encoding
-# for the columns whose values are (nearly) all distinct, where the writer would build
-# a dictionary page only to give it up.
-_DISTINCT_COLUMNS = ("line", "event_id", "message_id", "body", "content_cid", "text")
-
-
-def _writer_properties(columns: Sequence[str]) -> WriterProperties:
-    return WriterProperties(
-        compression="SNAPPY",
-        default_column_properties=ColumnProperties(statistics_enabled="NONE"),
-        column_properties={
-            c: ColumnProperties(dictionary_enabled=False, statistics_enabled="NONE")
-            for c in _DISTINCT_COLUMNS
-            if c in columns
-        },
-    )
-
-
 # The rows a lake writing behind lets wait at once (they stay in memory): a rebuild's
 # large parts wait for each other, a refresh's small tables do not.
 _BYTES_BEHIND = 200 * 2**20
@@ -462,7 +438,6 @@ class Lake:
                     schema_mode=schema_mode,
                     configuration=TABLE_PROPERTIES,
                     commit_properties=properties,
-                    writer_properties=_writer_properties(arrow.column_names),
                 )
                 break
             except CommitFailedError:
