@@ -153,9 +153,8 @@ class Lake:
         self._rows: dict[tuple[str, int], pl.DataFrame] = {}
         self._behind = _WriteBehind() if write_behind else None
         self._overlays: dict[str, _Overlay] = {}
-        self._writer_tables: dict[
-            str, DeltaTable
-        ] = {}  # each used by its table's writing thread only
+        # each used by its table's writing thread only
+        self._writer_tables: dict[str, DeltaTable] = {}
         self._stale: set[str] = set()  # tables kept open that writes behind have changed
         self._lock = threading.RLock()  # `_write` opens tables while holding it
 

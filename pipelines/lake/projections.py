@@ -41,6 +41,7 @@ from pipelines.model.fold import (
     ROOM_STATE_SCHEMA,
     STATE_IDS,
     STATE_SCHEMAS,
+    WHOLE_LINE_TYPES,
     fold_accounts,
     fold_all,
     fold_messages,
@@ -463,13 +464,9 @@ def _refresh_changed(
     since = changed.group_by(_AGGREGATE).agg(since=pl.col("day").min())
     snapshotted = _snapshots_since(lake, since)
     continued = [] if removed else _continued_from_state(lake, changed, since, snapshotted)
-    with_new_body = (
-        beside.submit(_messages_naming, lake, new_cids) if not new_cids.is_empty() else None
-    )
+    naming = beside.submit(_messages_naming, lake, new_cids) if not new_cids.is_empty() else None
     stored = index.result()
-    with_new_body = (
-        with_new_body.result() if with_new_body else pl.Series("message_id", [], pl.String)
-    )
+    with_new_body = naming.result() if naming else pl.Series("message_id", [], pl.String)
     touched = pl.concat([_ids(changed, "message"), with_new_body]).unique()
     aggregates = pl.concat(
         [
@@ -658,9 +655,7 @@ def _continued_from_state(
                 pl.col("lowest").is_null()
                 | pl.col("stored_version").is_null()
                 | (pl.col("lowest") > pl.col("stored_version"))
-                # a read marker is its highest version's line whole: a late lower
-                # version folds against its state as it would against its history
-                | pl.lit(kind == "read_marker")
+                | pl.lit(kind in WHOLE_LINE_TYPES)
             )
         )["aggregate_id"]
         if eligible.is_empty():

@@ -392,6 +392,9 @@ _STATE_EVENT = {
     ),
 }
 CONTINUABLE_TYPES = tuple(_STATE_EVENT)
+# The types whose state is their highest version's line whole (not field by field): a
+# late line of a lower version folds against the state as it would against the history.
+WHOLE_LINE_TYPES = frozenset({"read_marker"})
 
 
 def state_events(aggregate_type: str, states: pl.DataFrame, day: date) -> pl.DataFrame:
