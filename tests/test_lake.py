@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, date, datetime
 
+import duckdb
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 
+from pipelines.lake import delta
 from pipelines.lake.delta import Lake
+from pipelines.query.catalog import load_extension
 
 
 def values(lake: Lake) -> list[int]:
@@ -121,3 +127,73 @@ def test_a_failed_write_behind_skips_the_rest_and_is_raised_by_flush(tmp_path):
     assert values(Lake(tmp_path)) == [1]
     with pytest.raises(ValueError, match="replaces the table or partitions"):
         lake.write("t", pl.DataFrame({"a": [2]}), predicate="a = 1")
+
+
+def _week_rows(ids: list[str], weeks: list[date]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "week": weeks,
+            "id": ids,
+            "at": [datetime(2026, 1, 5, 12, i, tzinfo=UTC) for i in range(len(ids))],
+            "tags": [[i] if n % 2 else None for n, i in enumerate(ids)],
+            "reactions": [[{"emoji": "👍", "count": n}] for n in range(len(ids))],
+        },
+        schema_overrides={"at": pl.Datetime("us", "UTC"), "tags": pl.List(pl.String)},
+    )
+
+
+def test_rows_written_by_polars_read_back_as_delta_rs_writes_them(tmp_path, monkeypatch):
+    """A write into an existing table of the same schema writes its files with polars and
+    commits them (``_add_files``): the rows, schema, counts, change feed and the DuckDB
+    view are those of delta-rs's own writer, and each file holds only its partition."""
+    w1, w2, w3 = date(2026, 1, 5), date(2026, 1, 12), date(2026, 1, 19)
+    first = _week_rows(["a", "b", "c"], [w1, w1, w2])
+    again = _week_rows(["d", "e"], [w2, w3])
+    more = _week_rows(["f"], [w1])
+    lake = Lake(tmp_path)
+    direct = []
+    writes_directly = delta._writes_directly
+    for table, allowed in (("polars", True), ("delta_rs", False)):
+
+        def decide(*args, allowed=allowed):
+            direct.append(writes_directly(*args))
+            return allowed and direct[-1]
+
+        monkeypatch.setattr(delta, "_writes_directly", decide)
+        assert lake.write(table, first, partition_by=["week"]) == 0  # a new table: delta-rs
+        assert lake.replace_partitions(table, again, "week", [w2, w3]) == 1
+        assert lake.append(table, more, partition_by=["week"]) == 2
+        assert lake.write(f"{table}_whole", first, partition_by=["week"]) == 0
+        assert lake.write(f"{table}_whole", again, partition_by=["week"]) == 1
+    assert direct == [False, True, True, False, True] * 2
+
+    def state(table: str) -> tuple:
+        rows = lake.read(table).sort("id")
+        changes = DeltaTable(str(lake.path(table))).load_cdf(starting_version=1).read_all()
+        feed = pl.DataFrame(changes).select("id", "_change_type", "_commit_version").sort(pl.all())
+        return rows.schema, rows.rows(), lake.row_count(table), feed.rows()
+
+    assert state("polars") == state("delta_rs")
+    assert state("polars_whole") == state("delta_rs_whole")
+    assert state("polars_whole")[1] == again.sort("id").rows()
+    assert state("polars")[1] == pl.concat([first.head(2), again, more]).sort("id").rows()
+    files = sorted((tmp_path / "polars").glob("week=*/*.parquet"))
+    assert all("week" not in pq.read_schema(f).names for f in files)
+    assert {f.parent.name for f in files} == {f"week={w}" for w in (w1, w2, w3)}
+    con = duckdb.connect()
+    load_extension(con)
+    seen = con.sql(f"SELECT id, week FROM delta_scan('{tmp_path / 'polars'}') ORDER BY id")
+    assert seen.fetchall() == [("a", w1), ("b", w1), ("d", w2), ("e", w3), ("f", w1)]
+
+
+def test_writes_the_direct_path_cannot_make_go_through_delta_rs(tmp_path):
+    """Rows outside the partitions listed are refused, and a new column redefines the
+    table, as delta-rs's writer does them."""
+    w1, w2 = date(2026, 1, 5), date(2026, 1, 12)
+    lake = Lake(tmp_path)
+    lake.write("t", _week_rows(["a"], [w1]), partition_by=["week"])
+    with pytest.raises(Exception, match="failed validation"):
+        lake.replace_partitions("t", _week_rows(["b"], [w2]), "week", [w1])
+    wider = _week_rows(["c"], [w2]).with_columns(extra=pl.lit(1))
+    lake.write("t", wider, partition_by=["week"])
+    assert lake.read("t").select("id", "extra").rows() == [("c", 1)]

@@ -6,6 +6,11 @@ re-run writes the same rows again instead of appending; an append only ever
 follows a whole-table write of the same run. Frames are sorted by their table's
 key before writing, so the same input gives the same files.
 
+Where a write only adds rows to an existing table of the same schema (appended,
+replacing listed date partitions, or replacing the whole table), polars writes the
+parquet files and the commit adds them (``_add_files``); delta-rs's writer does the
+rest (new tables, schema changes, predicates), and the table reads the same.
+
 A lake for one run may write behind (``for_one_run(write_behind=True)``): its writes
 are committed in order, on a thread per table, while the run goes on, and its reads
 see them at once (``_Overlay``); ``flush`` returns when all are committed.
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.transaction import AddAction
 
 _WRITE_RETRIES = 5
 # Set when a write creates a table. The change feed is what refreshes read. Column
@@ -342,6 +349,7 @@ class Lake:
             predicate=in_predicate(column, values),
             partition_by=[column],
             metadata=metadata,
+            partitions=(column, values),
         )
 
     def replace_days(
@@ -418,32 +426,50 @@ class Lake:
         metadata: dict[str, str] | None,
         predicate: str | None = None,
         schema_mode: str | None = None,
+        partitions: tuple[str, list[object]] | None = None,
     ) -> int:
+        """Commit ``frame`` to ``table``: its parquet files written by polars and added to
+        the log (``_add_files``) where the table's layout allows, else by delta-rs's writer."""
         path = self.path(table)
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrow = frame.to_arrow()
         properties = CommitProperties(custom_metadata=metadata) if metadata else None
+        target = self._write_target(table)
+        added = None
+        if _writes_directly(target, frame, mode, partition_by, predicate, schema_mode, partitions):
+            added = _add_files(path, frame, partition_by[0] if partition_by else None)
+        arrow = frame.to_arrow() if added is None else None
         for attempt in range(_WRITE_RETRIES):
             # through an opened table, which the write brings up to date: one read of
             # the log per write instead of two (the version comes from the same object)
-            target = self._write_target(table)
             try:
-                write_deltalake(
-                    target,
-                    arrow,
-                    mode=mode,
-                    predicate=predicate if isinstance(target, DeltaTable) else None,
-                    partition_by=list(partition_by) if partition_by else None,
-                    schema_mode=schema_mode,
-                    configuration=TABLE_PROPERTIES,
-                    commit_properties=properties,
-                )
+                if added is not None:
+                    target.create_write_transaction(
+                        added,
+                        mode,
+                        target.schema(),
+                        partition_by=list(partition_by) if partition_by else None,
+                        partition_filters=_partition_filters(partitions),
+                        commit_properties=properties,
+                    )
+                    target.update_incremental()  # the commit does not move the object on
+                else:
+                    write_deltalake(
+                        target,
+                        arrow,
+                        mode=mode,
+                        predicate=predicate if isinstance(target, DeltaTable) else None,
+                        partition_by=list(partition_by) if partition_by else None,
+                        schema_mode=schema_mode,
+                        configuration=TABLE_PROPERTIES,
+                        commit_properties=properties,
+                    )
                 break
             except CommitFailedError:
                 if attempt == _WRITE_RETRIES - 1:
                     raise
                 self._forget(table)  # another writer committed first: read its log again
                 time.sleep(0.05 * (attempt + 1))
+                target = self._write_target(table)
         if isinstance(target, DeltaTable):
             return target.version()
         return self._write_target(table).version()
@@ -490,3 +516,74 @@ class Lake:
             return {}
         history = self.table(table).history(1)
         return history[0] if history else {}
+
+
+def _writes_directly(
+    target: DeltaTable | str,
+    frame: pl.DataFrame,
+    mode: str,
+    partition_by: Sequence[str] | None,
+    predicate: str | None,
+    schema_mode: str | None,
+    partitions: tuple[str, list[object]] | None,
+) -> bool:
+    """Whether ``_add_files`` may write ``frame`` for this commit: rows into an existing
+    table of exactly the frame's schema (all nullable, as polars writes), partitioned by
+    at most one date column, appended, replacing the whole table, or replacing listed
+    partitions that hold them all. Anything else (a new table, a schema or layout
+    change, a predicate, no rows) goes through delta-rs."""
+    if not isinstance(target, DeltaTable) or frame.is_empty():
+        return False
+    whole = mode == "overwrite" and predicate is None
+    if schema_mode is not None and not whole:
+        return False
+    if mode == "overwrite" and not whole and not (partitions and partitions[1]):
+        return False
+    columns = list(partition_by or [])
+    if columns != list(target.metadata().partition_columns) or len(columns) > 1:
+        return False
+    schema = target.schema()
+    if not all(f.nullable for f in schema.fields):
+        return False
+    if pl.DataFrame(pa.schema(schema).empty_table()).schema != frame.schema:
+        return False
+    if not columns:
+        return True
+    column = columns[0]
+    if frame.schema[column] != pl.Date() or frame[column].null_count():
+        return False
+    if partitions is None:
+        return True
+    listed = pl.Series(partitions[1], dtype=pl.Date())
+    return partitions[0] == column and frame[column].is_in(listed.implode()).all()
+
+
+def _add_files(path: Path, frame: pl.DataFrame, partition: str | None) -> list[AddAction]:
+    """Write ``frame`` under the table at ``path`` as one parquet file per partition
+    (snappy, as delta-rs writes; the partition column lives in the path), and return
+    the log entries that add them. Twice as fast as delta-rs's writer for the same
+    rows: 66 against 135 ms for two weeks of `messages` at 1M events (docs/benchmarks.md)."""
+    parts = (
+        {(None,): frame}
+        if partition is None
+        else frame.partition_by(partition, as_dict=True, include_key=False, maintain_order=True)
+    )
+    now = int(time.time() * 1000)
+    added = []
+    for (value,), rows in sorted(parts.items(), key=lambda item: str(item[0])):
+        folder = "" if partition is None else f"{partition}={value.isoformat()}/"
+        relative = f"{folder}part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+        file = path / relative
+        file.parent.mkdir(parents=True, exist_ok=True)
+        rows.write_parquet(file, compression="snappy")
+        values = {} if partition is None else {partition: value.isoformat()}
+        stats = f'{{"numRecords":{rows.height}}}'
+        added.append(AddAction(relative, file.stat().st_size, values, now, True, stats))
+    return added
+
+
+def _partition_filters(partitions: tuple[str, list[object]] | None) -> list | None:
+    if partitions is None:
+        return None
+    column, values = partitions
+    return [(column, "in", [v.isoformat() for v in values])]
