@@ -11,7 +11,7 @@ from conftest import DAY0, StoreWriter, created
 
 from pipelines.ingest import keys as event_keys
 from pipelines.ingest.cid import cid_of
-from pipelines.ingest.load import load_content, load_event_days
+from pipelines.ingest.load import in_line_order, load_content, load_event_days
 from pipelines.lake.delta import Lake
 
 DAY1, DAY2, DAY3 = DAY0 + timedelta(days=1), DAY0 + timedelta(days=2), DAY0 + timedelta(days=3)
@@ -243,3 +243,18 @@ def test_event_keys_behind_events_are_not_trusted(store, lake, tmp_path):
     load_event_days(exact, store.root, [DAY0, DAY1, DAY2])
     assert _statuses(lake).equals(_statuses(exact))
     assert _keys_match_events(lake)
+
+
+def test_rows_in_line_order_pass_as_they_are_and_any_other_order_is_sorted():
+    day1 = DAY0 + timedelta(days=1)
+    rows = pl.DataFrame(
+        {
+            "day": [DAY0, DAY0, DAY0, day1],
+            "file_index": [0, 0, 1, 0],
+            "line_number": [1, 2, 1, 1],
+            "line": ["a", "b", "c", "d"],
+        }
+    )
+    assert in_line_order(rows) is rows
+    for order in ([1, 0, 2, 3], [0, 1, 3, 2], [0, 2, 1, 3], [3, 2, 1, 0]):
+        assert in_line_order(rows[order]).equals(rows)

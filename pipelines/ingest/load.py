@@ -221,6 +221,21 @@ def _line_hashes() -> dict[str, pl.Expr]:
 _SHARED_SCHEMA = pl.Schema({c: EVENTS_SCHEMA[c] for c in [*KEY_COLUMNS, "source_file"]})
 
 
+def in_line_order(rows: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` sorted by ``LINE_ORDER``, as they are written. The parse yields them in
+    that order already, so they are only checked (three narrow columns) and sorted if
+    not: sorting a group of wide rows took 1.4 s of the main process at 1M events."""
+    day, file, line = (pl.col(c) for c in LINE_ORDER)
+    before = [c.shift() for c in (day, file, line)]
+    later = (day > before[0]) | (
+        (day == before[0]) & ((file > before[1]) | ((file == before[1]) & (line > before[2])))
+    )
+    first = pl.int_range(pl.len()) == 0
+    if rows.select((first | later).fill_null(False).all()).item():
+        return rows
+    return rows.sort(LINE_ORDER)
+
+
 def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 50_000) -> EventLoad:
     """Ingest the event files of ``days`` (a window) into the lake; see the module doc.
 
@@ -250,7 +265,7 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
     try:
         for group, batch in iter_day_batches(store, days, max_rows=max_rows):
             unwritten -= set(group)
-            raw = batch.rows.select(RAW_EVENTS_SCHEMA.names()).sort(LINE_ORDER)
+            raw = in_line_order(batch.rows.select(RAW_EVENTS_SCHEMA.names()))
             writes.submit(lake.replace_days, RAW_EVENTS, raw, group)
 
             window = batch.rows.filter(pl.col("payload_error").is_null())
@@ -262,7 +277,7 @@ def load_event_days(lake: Lake, store: Path, days: list[date], max_rows: int = 5
                 statuses = resolve_event_status(keys, contents)
             else:  # every new line is alone so far: all applied
                 statuses = _NO_STATUSES
-            events = status_of(window, statuses).select(EVENTS_SCHEMA.names()).sort(LINE_ORDER)
+            events = in_line_order(status_of(window, statuses).select(EVENTS_SCHEMA.names()))
             version = writes.submit(lake.replace_days, EVENTS, events, group)
             events_written.append((version, group, event_keys.key_rows(events.lazy()).collect()))
             conflicts = conflict_rows(statuses, keys).filter(pl.col("day").is_in(group))

@@ -53,6 +53,8 @@ def resolve_event_status(candidates: pl.DataFrame, contents: pl.DataFrame) -> pl
 
 def status_of(rows: pl.DataFrame, statuses: pl.DataFrame) -> pl.DataFrame:
     """Join helper: ``rows`` with a ``status`` column taken from ``statuses`` (default applied)."""
+    if statuses.is_empty():  # every line of most groups: no join (and no reordering)
+        return rows.with_columns(status=pl.lit("applied", dtype=pl.String))
     return rows.join(statuses.select(*POSITION, "status"), on=POSITION, how="left").with_columns(
         pl.col("status").fill_null("applied")
     )
