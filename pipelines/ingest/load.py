@@ -223,15 +223,9 @@ _SHARED_SCHEMA = pl.Schema({c: EVENTS_SCHEMA[c] for c in [*KEY_COLUMNS, "source_
 
 def in_line_order(rows: pl.DataFrame) -> pl.DataFrame:
     """``rows`` sorted by ``LINE_ORDER``, as they are written. The parse yields them in
-    that order already, so they are only checked (three narrow columns) and sorted if
-    not: sorting a group of wide rows took 1.4 s of the main process at 1M events."""
-    day, file, line = (pl.col(c) for c in LINE_ORDER)
-    before = [c.shift() for c in (day, file, line)]
-    later = (day > before[0]) | (
-        (day == before[0]) & ((file > before[1]) | ((file == before[1]) & (line > before[2])))
-    )
-    first = pl.int_range(pl.len()) == 0
-    if rows.select((first | later).fill_null(False).all()).item():
+    that order already, so they are only checked (three narrow columns, ~1 ms) and
+    sorted if not: sorting a group of wide rows took 1.4 s of the main process at 1M events."""
+    if rows.select(pl.struct(LINE_ORDER)).to_series().is_sorted():
         return rows
     return rows.sort(LINE_ORDER)
 

@@ -349,7 +349,7 @@ class Lake:
             predicate=in_predicate(column, values),
             partition_by=[column],
             metadata=metadata,
-            partitions=(column, values),
+            replaced=values,
         )
 
     def replace_days(
@@ -426,17 +426,19 @@ class Lake:
         metadata: dict[str, str] | None,
         predicate: str | None = None,
         schema_mode: str | None = None,
-        partitions: tuple[str, list[object]] | None = None,
+        replaced: list[object] | None = None,
     ) -> int:
-        """Commit ``frame`` to ``table``: its parquet files written by polars and added to
-        the log (``_add_files``) where the table's layout allows, else by delta-rs's writer."""
+        """Commit ``frame`` to ``table`` (``replaced``: the values of the partitions it
+        replaces): its parquet files written by polars and added to the log
+        (``_add_files``) where the table's layout allows, else by delta-rs's writer."""
         path = self.path(table)
         path.parent.mkdir(parents=True, exist_ok=True)
         properties = CommitProperties(custom_metadata=metadata) if metadata else None
         target = self._write_target(table)
+        partition = partition_by[0] if partition_by else None
         added = None
-        if _writes_directly(target, frame, mode, partition_by, predicate, schema_mode, partitions):
-            added = _add_files(path, frame, partition_by[0] if partition_by else None)
+        if _writes_directly(target, frame, mode, partition_by, predicate, replaced):
+            added = _add_files(path, frame, partition)
         arrow = frame.to_arrow() if added is None else None
         for attempt in range(_WRITE_RETRIES):
             # through an opened table, which the write brings up to date: one read of
@@ -448,7 +450,11 @@ class Lake:
                         mode,
                         target.schema(),
                         partition_by=list(partition_by) if partition_by else None,
-                        partition_filters=_partition_filters(partitions),
+                        partition_filters=(
+                            [(partition, "in", [v.isoformat() for v in replaced])]
+                            if replaced
+                            else None
+                        ),
                         commit_properties=properties,
                     )
                     target.update_incremental()  # the commit does not move the object on
@@ -524,20 +530,16 @@ def _writes_directly(
     mode: str,
     partition_by: Sequence[str] | None,
     predicate: str | None,
-    schema_mode: str | None,
-    partitions: tuple[str, list[object]] | None,
+    replaced: list[object] | None,
 ) -> bool:
     """Whether ``_add_files`` may write ``frame`` for this commit: rows into an existing
-    table of exactly the frame's schema (all nullable, as polars writes), partitioned by
-    at most one date column, appended, replacing the whole table, or replacing listed
-    partitions that hold them all. Anything else (a new table, a schema or layout
-    change, a predicate, no rows) goes through delta-rs."""
+    table of exactly the frame's schema and layout (all nullable, as polars writes;
+    at most one partition column, a date), appended, replacing the whole table, or
+    replacing the listed partitions, which hold them all. Anything else (a new table,
+    a schema or layout change, a predicate, no rows) goes through delta-rs."""
     if not isinstance(target, DeltaTable) or frame.is_empty():
         return False
-    whole = mode == "overwrite" and predicate is None
-    if schema_mode is not None and not whole:
-        return False
-    if mode == "overwrite" and not whole and not (partitions and partitions[1]):
+    if predicate is not None and not replaced:  # only delta-rs applies a predicate
         return False
     columns = list(partition_by or [])
     if columns != list(target.metadata().partition_columns) or len(columns) > 1:
@@ -549,13 +551,10 @@ def _writes_directly(
         return False
     if not columns:
         return True
-    column = columns[0]
-    if frame.schema[column] != pl.Date() or frame[column].null_count():
+    keys = frame[columns[0]]
+    if keys.dtype != pl.Date() or keys.null_count():
         return False
-    if partitions is None:
-        return True
-    listed = pl.Series(partitions[1], dtype=pl.Date())
-    return partitions[0] == column and frame[column].is_in(listed.implode()).all()
+    return replaced is None or keys.is_in(pl.Series(replaced, dtype=pl.Date()).implode()).all()
 
 
 def _add_files(path: Path, frame: pl.DataFrame, partition: str | None) -> list[AddAction]:
@@ -580,10 +579,3 @@ def _add_files(path: Path, frame: pl.DataFrame, partition: str | None) -> list[A
         stats = f'{{"numRecords":{rows.height}}}'
         added.append(AddAction(relative, file.stat().st_size, values, now, True, stats))
     return added
-
-
-def _partition_filters(partitions: tuple[str, list[object]] | None) -> list | None:
-    if partitions is None:
-        return None
-    column, values = partitions
-    return [(column, "in", [v.isoformat() for v in values])]
