@@ -30,8 +30,8 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check pipelines tests benchmarks scripts notebooks
-	$(BIN)/ruff format --check pipelines tests benchmarks scripts notebooks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 dev: setup
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
