@@ -169,14 +169,34 @@ class _KeyIndex:
 
     def __init__(self, stored: pl.LazyFrame, history: pl.Expr):
         history_lines = stored.filter(history)
-        self.lines, self.lost = pl.collect_all(
+        # read on a thread while the first group is parsed (a day's load parses in process)
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="key-index")
+        self._history: Future | None = reader.submit(
+            pl.collect_all,
             [
                 history_lines.select(*POSITION, "id", "slot"),
                 # the lines that lost their place: a window that drops a rival gives it back
                 history_lines.filter(pl.col("status").is_not_null()).select(*POSITION, "status"),
-            ]
+            ],
         )
+        reader.shutdown(wait=False)
+        self._lines = self._lost = pl.DataFrame()
         self.keys = pl.DataFrame(schema=_SHARED_SCHEMA)  # real keys of the shared lines read
+
+    def _read(self) -> None:
+        if self._history is not None:
+            self._lines, self._lost = self._history.result()
+            self._history = None
+
+    @property
+    def lines(self) -> pl.DataFrame:
+        self._read()
+        return self._lines
+
+    @property
+    def lost(self) -> pl.DataFrame:
+        self._read()
+        return self._lost
 
     def add_and_check(self, window: pl.DataFrame) -> bool:
         """Add the lines of ``window``; True if one repeats an id or slot of a line seen."""
@@ -189,7 +209,7 @@ class _KeyIndex:
             or self.lines["slot"].is_in(new["slot"].implode()).any()
         )
         # chunks, not a copy of the whole history each window
-        self.lines = pl.concat([self.lines, new], rechunk=False)
+        self._lines = pl.concat([self.lines, new], rechunk=False)
         return repeats
 
     def shared_keys(self, lake: Lake, window: pl.DataFrame) -> pl.DataFrame:
