@@ -530,7 +530,7 @@ def test_a_refresh_that_fails_half_way_is_redone_whole(store, lake, tmp_path, mo
         time.sleep(0.2)
         return commit(self, *args, **kwargs)
 
-    monkeypatch.setattr(projections, "_refresh_daily", fails)
+    monkeypatch.setattr(projections, "_adjusted_daily", fails)
     monkeypatch.setattr(Lake, "_commit", slow)
     with pytest.raises(RuntimeError, match="stopped after"):  # its own error, not a write's
         refresh_projections(lake)

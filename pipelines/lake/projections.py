@@ -530,7 +530,10 @@ def _refresh_changed(
         .drop_nulls()
         .unique()
     )
-    accounts = _account_rows(
+    # accounts and the daily tables are built beside rooms and unread (they read
+    # disjoint tables); every write stays here, in this order
+    accounts = beside.submit(
+        _account_rows,
         lake,
         account_ids,
         changed,
@@ -540,10 +543,7 @@ def _refresh_changed(
         tuple(r["account_id"] for r in thread_roots),
         locator,
     )
-    refresh.wrote(
-        "accounts",
-        _replace_keys(lake, "accounts", accounts, account_ids.to_frame("account_id"), versions),
-    )
+    daily = beside.submit(_adjusted_daily, lake, (old_messages, new_messages), thread_roots)
     room_ids = (
         pl.concat(
             [
@@ -560,17 +560,22 @@ def _refresh_changed(
     rooms = _room_rows(
         lake, room_ids, changed, new_events, removed, (old_messages, new_messages), locator
     )
-    refresh.wrote(
-        "rooms", _replace_keys(lake, "rooms", rooms, room_ids.to_frame("room_id"), versions)
-    )
-
     stored_unread = lake.read("unread", UNREAD_SCHEMA, where=_isin("room_id", room_ids))
     unread = _unread_rows(
         lake, rooms, stored_unread, pl.concat([old_markers, markers]), old_messages, new_messages
     )
-    refresh.wrote("unread", _replace_keys(lake, "unread", unread, stored_unread, versions))
 
-    _refresh_daily(lake, refresh, (old_messages, new_messages), thread_roots, versions)
+    account_keys = account_ids.to_frame("account_id")
+    refresh.wrote(
+        "accounts", _replace_keys(lake, "accounts", accounts.result(), account_keys, versions)
+    )
+    refresh.wrote(
+        "rooms", _replace_keys(lake, "rooms", rooms, room_ids.to_frame("room_id"), versions)
+    )
+    refresh.wrote("unread", _replace_keys(lake, "unread", unread, stored_unread, versions))
+    for table, rows, changed_rows in daily.result():
+        lake.write(table, rows, metadata=versions)
+        refresh.wrote(table, changed_rows)
     refresh.wrote(SNAPSHOTS, _refresh_snapshots(lake, since, snapshotted, snapshots, versions))
     return refresh
 
@@ -1074,15 +1079,14 @@ def _room_rows(
     return room_rows(states, referenced, measures).filter(_isin("room_id", ids))
 
 
-def _refresh_daily(
+def _adjusted_daily(
     lake: Lake,
-    refresh: ProjectionRefresh,
     rewritten: tuple[pl.DataFrame, pl.DataFrame],
     thread_roots: tuple[pl.DataFrame, pl.DataFrame],
-    versions: dict[str, str],
-) -> None:
-    """Adjust ``platform_daily`` and ``account_daily`` by the rewritten (old, new)
-    messages and the (old, new) threads' root messages."""
+) -> list[tuple[str, pl.DataFrame, pl.DataFrame]]:
+    """``platform_daily`` and ``account_daily`` adjusted by the rewritten (old, new)
+    messages and the (old, new) threads' root messages: per table, its new rows (to
+    write whole) and the rows that changed."""
     stored_daily = lake.read("platform_daily", PLATFORM_DAILY_SCHEMA)
     stored_accounts = lake.read("account_daily", ACCOUNT_DAILY_SCHEMA)
     daily, accounts, keys = adjust_daily(
@@ -1091,15 +1095,14 @@ def _refresh_daily(
         *(rows.select(PLATFORM_DAILY_INPUT) for rows in rewritten),
         *thread_roots,
     )
+    tables = []
     for table, rows, stored in (
         ("platform_daily", daily, stored_daily),
         ("account_daily", accounts, stored_accounts),
     ):
         kept = stored.join(keys, on=DAILY_KEY, how="anti", nulls_equal=True)
-        lake.write(
-            table, pl.concat([kept, rows]).sort(KEYS[table], nulls_last=True), metadata=versions
-        )
-        refresh.wrote(table, rows)
+        tables.append((table, pl.concat([kept, rows]).sort(KEYS[table], nulls_last=True), rows))
+    return tables
 
 
 def _refresh_snapshots(
