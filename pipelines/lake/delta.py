@@ -225,9 +225,10 @@ class Lake:
         in a lake kept open, the same object every time."""
         if version is None and table in self._stale:
             with self._lock:
-                self._stale.discard(table)
-            if self._opened is not None and (table, None) in self._opened:
-                self._opened[(table, None)].update_incremental()  # only the new commits
+                if table in self._stale:
+                    self._stale.discard(table)
+                    if self._opened is not None and (table, None) in self._opened:
+                        self._opened[(table, None)].update_incremental()  # the new commits
         if self._opened is not None and (table, version) in self._opened:
             return self._opened[(table, version)]
         dt = DeltaTable(
@@ -296,10 +297,14 @@ class Lake:
         """Every row of ``table`` as last written, read once per version."""
         version = self.version(table) if table not in self.pins else self.pins[table]
         key = (table, version)
-        if key not in self._rows:
-            self._rows = {k: v for k, v in self._rows.items() if k[0] != table}
-            self._rows[key] = self.scan(table, schema).collect()
-        return self._rows[key].lazy()
+        with self._lock:  # a refresh reads from two threads
+            rows = self._rows.get(key)
+        if rows is None:
+            rows = self.scan(table, schema).collect()
+            with self._lock:
+                self._rows = {k: v for k, v in self._rows.items() if k[0] != table}
+                self._rows[key] = rows
+        return rows.lazy()
 
     def write(
         self,
