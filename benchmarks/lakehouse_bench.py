@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -189,6 +190,9 @@ def main() -> None:
             if name == "next_day":  # on a fresh copy of the history, every round
                 shutil.rmtree(lakes[name], ignore_errors=True)
                 shutil.copytree(lakes["history"], lakes[name])
+            # the writes before (a phase's lake, the copy of the history) reach the disk
+            # now, not during the next phase's timing
+            os.sync()
             result = run_phase(name, store, lakes[name])
             rounds.setdefault(name, []).append(result)
             _show(name, result, tag)
