@@ -442,7 +442,7 @@ def _mask(frame: pl.DataFrame, column: str, values: pl.Series) -> pl.Series:
 def _refresh_incrementally(
     lake: Lake, versions: dict[str, str], changed: pl.DataFrame, new_cids: pl.Series, removed: bool
 ) -> ProjectionRefresh:
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="refresh") as beside:
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="refresh") as beside:
         return _refresh_changed(lake, beside, versions, changed, new_cids, removed)
 
 
@@ -454,9 +454,11 @@ def _refresh_changed(
     new_cids: pl.Series,
     removed: bool,
 ) -> ProjectionRefresh:
-    """``_refresh_incrementally``, with two steps that need nothing else of it done on a
-    thread ``beside`` it (polars and delta-rs release the GIL): the read of the index of
-    every message, and the snapshots' fold."""
+    """``_refresh_incrementally``, with the steps that need nothing else of it done on
+    two threads ``beside`` it (polars and delta-rs release the GIL): the read of the
+    index of every message, the snapshots' fold, and the rows of ``accounts`` and of the
+    daily tables (so that these do not queue behind a large fold). Writes are issued
+    from this thread only."""
     refresh = ProjectionRefresh(full=False, versions=versions)
     refresh.changed_aggregates = changed.select("aggregate_id").n_unique()
 
