@@ -246,10 +246,9 @@ def test_event_keys_behind_events_are_not_trusted(store, lake, tmp_path):
 
 
 def test_rows_in_line_order_pass_as_they_are_and_any_other_order_is_sorted():
-    day1 = DAY0 + timedelta(days=1)
     rows = pl.DataFrame(
         {
-            "day": [DAY0, DAY0, DAY0, day1],
+            "day": [DAY0, DAY0, DAY0, DAY1],
             "file_index": [0, 0, 1, 0],
             "line_number": [1, 2, 1, 1],
             "line": ["a", "b", "c", "d"],

@@ -180,7 +180,6 @@ class _KeyIndex:
             ],
         )
         reader.shutdown(wait=False)
-        self._lines = self._lost = pl.DataFrame()
         self.keys = pl.DataFrame(schema=_SHARED_SCHEMA)  # real keys of the shared lines read
 
     def _read(self) -> None:
