@@ -442,7 +442,7 @@ def _mask(frame: pl.DataFrame, column: str, values: pl.Series) -> pl.Series:
 def _refresh_incrementally(
     lake: Lake, versions: dict[str, str], changed: pl.DataFrame, new_cids: pl.Series, removed: bool
 ) -> ProjectionRefresh:
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="refresh") as beside:
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="refresh") as beside:
         return _refresh_changed(lake, beside, versions, changed, new_cids, removed)
 
 
@@ -455,10 +455,11 @@ def _refresh_changed(
     removed: bool,
 ) -> ProjectionRefresh:
     """``_refresh_incrementally``, with the steps that need nothing else of it done on
-    two threads ``beside`` it (polars and delta-rs release the GIL): the read of the
-    index of every message, the snapshots' fold, and the rows of ``accounts`` and of the
-    daily tables (so that these do not queue behind a large fold). Writes are issued
-    from this thread only."""
+    three threads ``beside`` it (polars and delta-rs release the GIL): the read of the
+    index of every message, the snapshots' fold, the rows of ``rooms`` and ``unread``
+    (while the threads are rebuilt here), and those of ``accounts`` and of the daily
+    tables (so that none queues behind a large fold). Writes are issued from this
+    thread only."""
     refresh = ProjectionRefresh(full=False, versions=versions)
     refresh.changed_aggregates = changed.select("aggregate_id").n_unique()
 
@@ -495,6 +496,40 @@ def _refresh_changed(
     refresh.wrote("messages", new_messages)
     rewritten = pl.concat([old_messages, new_messages])
 
+    marker_ids = _ids(changed, "read_marker")
+    old_markers = lake.read(
+        "read_markers", READ_MARKER_STATE_SCHEMA, where=_isin("marker_id", marker_ids)
+    )
+    markers = fold_read_markers(new_events)
+    refresh.wrote(
+        "read_markers",
+        _replace_keys(lake, "read_markers", markers, marker_ids.to_frame("marker_id"), versions),
+    )
+    room_ids = (
+        pl.concat(
+            [
+                _ids(changed, "room"),
+                rewritten["room_id"],
+                old_markers["room_id"],
+                markers["room_id"],
+            ]
+        )
+        .drop_nulls()
+        .unique()
+    )
+    # rooms and unread need nothing of the threads: built beside them
+    rooms_and_unread = beside.submit(
+        _room_and_unread_rows,
+        lake,
+        room_ids,
+        changed,
+        new_events,
+        removed,
+        (old_messages, new_messages),
+        locator,
+        pl.concat([old_markers, markers]),
+    )
+
     thread_ids = rewritten["thread_id"].drop_nulls().unique()
     old_threads = _read_threads(lake, stored, thread_ids)
     new_threads = build_threads(
@@ -509,16 +544,6 @@ def _refresh_changed(
     )
     thread_roots = _thread_roots(old_threads, new_threads, roots, old_messages)
 
-    marker_ids = _ids(changed, "read_marker")
-    old_markers = lake.read(
-        "read_markers", READ_MARKER_STATE_SCHEMA, where=_isin("marker_id", marker_ids)
-    )
-    markers = fold_read_markers(new_events)
-    refresh.wrote(
-        "read_markers",
-        _replace_keys(lake, "read_markers", markers, marker_ids.to_frame("marker_id"), versions),
-    )
-
     account_ids = (
         pl.concat(
             [
@@ -532,8 +557,8 @@ def _refresh_changed(
         .drop_nulls()
         .unique()
     )
-    # accounts and the daily tables are built beside rooms and unread (they read
-    # disjoint tables); every write stays here, in this order
+    # accounts and the daily tables are built beside (they read disjoint tables);
+    # every write stays here, in this order
     accounts = beside.submit(
         _account_rows,
         lake,
@@ -546,26 +571,7 @@ def _refresh_changed(
         locator,
     )
     daily = beside.submit(_adjusted_daily, lake, (old_messages, new_messages), thread_roots)
-    room_ids = (
-        pl.concat(
-            [
-                _ids(changed, "room"),
-                rewritten["room_id"],
-                old_markers["room_id"],
-                markers["room_id"],
-                threads["room_id"],
-            ]
-        )
-        .drop_nulls()
-        .unique()
-    )
-    rooms = _room_rows(
-        lake, room_ids, changed, new_events, removed, (old_messages, new_messages), locator
-    )
-    stored_unread = lake.read("unread", UNREAD_SCHEMA, where=_isin("room_id", room_ids))
-    unread = _unread_rows(
-        lake, rooms, stored_unread, pl.concat([old_markers, markers]), old_messages, new_messages
-    )
+    rooms, stored_unread, unread = rooms_and_unread.result()
 
     account_keys = account_ids.to_frame("account_id")
     refresh.wrote(
@@ -1079,6 +1085,24 @@ def _room_rows(
     measures, recount = adjust_room_measures(stored, *rewritten)
     measures = _with_recounted_times(locator, measures, "room_id", recount)
     return room_rows(states, referenced, measures).filter(_isin("room_id", ids))
+
+
+def _room_and_unread_rows(
+    lake: Lake,
+    room_ids: pl.Series,
+    changed: pl.DataFrame,
+    new_events: pl.DataFrame,
+    removed: bool,
+    rewritten: tuple[pl.DataFrame, pl.DataFrame],
+    locator: pl.DataFrame,
+    marker_rows: pl.DataFrame,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(``rooms`` rows of ``room_ids``, the stored ``unread`` rows of those rooms, their
+    new ``unread`` rows); ``marker_rows``: the old and new states of the changed markers."""
+    rooms = _room_rows(lake, room_ids, changed, new_events, removed, rewritten, locator)
+    stored_unread = lake.read("unread", UNREAD_SCHEMA, where=_isin("room_id", room_ids))
+    unread = _unread_rows(lake, rooms, stored_unread, marker_rows, *rewritten)
+    return rooms, stored_unread, unread
 
 
 def _adjusted_daily(
