@@ -456,10 +456,10 @@ def _refresh_changed(
 ) -> ProjectionRefresh:
     """``_refresh_incrementally``, with the steps that need nothing else of it done on
     three threads ``beside`` it (polars and delta-rs release the GIL): the read of the
-    index of every message, the snapshots' fold, the rows of ``rooms`` and ``unread``
-    (while the threads are rebuilt here), and those of ``accounts`` and of the daily
+    index of every message, the snapshots' fold, the new ``read_markers``, ``rooms``
+    and ``unread`` (while the threads are rebuilt here), ``accounts`` and the daily
     tables (so that none queues behind a large fold). Writes are issued from this
-    thread only."""
+    thread only, in a fixed order."""
     refresh = ProjectionRefresh(full=False, versions=versions)
     refresh.changed_aggregates = changed.select("aggregate_id").n_unique()
 
@@ -501,10 +501,6 @@ def _refresh_changed(
         "read_markers", READ_MARKER_STATE_SCHEMA, where=_isin("marker_id", marker_ids)
     )
     markers = fold_read_markers(new_events)
-    refresh.wrote(
-        "read_markers",
-        _replace_keys(lake, "read_markers", markers, marker_ids.to_frame("marker_id"), versions),
-    )
     room_ids = (
         pl.concat(
             [
@@ -517,17 +513,18 @@ def _refresh_changed(
         .drop_nulls()
         .unique()
     )
-    # rooms and unread need nothing of the threads: built beside them
-    rooms_and_unread = beside.submit(
-        _room_and_unread_rows,
+    # read markers, rooms and unread need nothing of the threads: built beside them
+    markers_and_rooms = beside.submit(
+        _marker_and_room_tables,
         lake,
+        (old_markers, markers),
+        marker_ids,
         room_ids,
         changed,
         new_events,
         removed,
         (old_messages, new_messages),
         locator,
-        pl.concat([old_markers, markers]),
     )
 
     thread_ids = rewritten["thread_id"].drop_nulls().unique()
@@ -560,7 +557,7 @@ def _refresh_changed(
     # accounts and the daily tables are built beside (they read disjoint tables);
     # every write stays here, in this order
     accounts = beside.submit(
-        _account_rows,
+        _account_table,
         lake,
         account_ids,
         changed,
@@ -571,20 +568,11 @@ def _refresh_changed(
         locator,
     )
     daily = beside.submit(_adjusted_daily, lake, (old_messages, new_messages), thread_roots)
-    rooms, stored_unread, unread = rooms_and_unread.result()
-
-    account_keys = account_ids.to_frame("account_id")
-    refresh.wrote(
-        "accounts", _replace_keys(lake, "accounts", accounts.result(), account_keys, versions)
-    )
-    refresh.wrote(
-        "rooms", _replace_keys(lake, "rooms", rooms, room_ids.to_frame("room_id"), versions)
-    )
-    refresh.wrote("unread", _replace_keys(lake, "unread", unread, stored_unread, versions))
-    for table, rows, changed_rows in daily.result():
-        lake.write(table, rows, metadata=versions)
-        refresh.wrote(table, changed_rows)
     refresh.wrote(SNAPSHOTS, _refresh_snapshots(lake, since, snapshotted, snapshots, versions))
+    for tables in (markers_and_rooms, accounts, daily):
+        for table, rows, changed_rows in tables.result():
+            lake.write(table, rows, metadata=versions)
+            refresh.wrote(table, changed_rows)
     return refresh
 
 
@@ -876,19 +864,20 @@ def _read_threads(lake: Lake, stored: pl.DataFrame, thread_ids: pl.Series) -> pl
     return lake.read("threads", THREADS_SCHEMA, where=where)
 
 
-def _replace_keys(
-    lake: Lake, table: str, new_rows: pl.DataFrame, keys: pl.DataFrame, versions: dict[str, str]
-) -> pl.DataFrame:
-    """Replace the rows of ``keys`` (some may vanish) by ``new_rows`` in an unpartitioned
-    table, which is rewritten whole and sorted (these tables are small)."""
+# A small table's refresh: (table, its rows to write whole, the rows that changed).
+TableRows = tuple[str, pl.DataFrame, pl.DataFrame]
+
+
+def _replaced_keys(lake: Lake, table: str, new_rows: pl.DataFrame, keys: pl.DataFrame) -> TableRows:
+    """An unpartitioned table (small: rewritten whole, sorted) with the rows of ``keys``
+    (some may vanish) replaced by ``new_rows``."""
     key_columns = KEYS[table]
     current = lake.read(table, SCHEMAS[table])
     kept = _without_keys(current, key_columns, keys, new_rows)
     rows = pl.concat([kept, new_rows.select(SCHEMAS[table].names()).cast(SCHEMAS[table])]).sort(
         key_columns
     )
-    lake.write(table, rows, metadata=versions)
-    return new_rows
+    return table, rows, new_rows
 
 
 def _without_keys(rows: pl.DataFrame, keys: list[str], *others: pl.DataFrame) -> pl.DataFrame:
@@ -985,7 +974,7 @@ def _thread_roots(
     return root_messages(old_threads, before), root_messages(new_threads, roots.select(columns))
 
 
-def _account_rows(
+def _account_table(
     lake: Lake,
     ids: pl.Series,
     changed: pl.DataFrame,
@@ -995,8 +984,9 @@ def _account_rows(
     root_authors: tuple[pl.Series, pl.Series],
     locator: pl.DataFrame,
 ) -> pl.DataFrame:
-    """``accounts`` rows for ``ids``: states refolded or as stored, measures adjusted by
-    the rewritten (old, new) messages and the (old, new) threads' root authors."""
+    """``accounts`` with the rows of ``ids`` replaced: states refolded or as stored,
+    measures adjusted by the rewritten (old, new) messages and the (old, new) threads'
+    root authors."""
     states = _states(lake, "account", ids, changed, new_events, fold_accounts, ACCOUNT_STATE_SCHEMA)
     referenced = _referenced(lake, "account_id", ids, None, new_events, removed)
     stored = lake.read(
@@ -1007,7 +997,8 @@ def _account_rows(
     )
     measures, recount = adjust_account_measures(stored, *rewritten, *root_authors)
     measures = _with_recounted_times(locator, measures, "account_id", recount)
-    return account_rows(states, referenced, measures).filter(_isin("account_id", ids))
+    rows = account_rows(states, referenced, measures).filter(_isin("account_id", ids))
+    return [_replaced_keys(lake, "accounts", rows, ids.to_frame("account_id"))]
 
 
 def _with_recounted_times(
@@ -1033,13 +1024,15 @@ def _unread_rows(
     lake: Lake,
     rooms: pl.DataFrame,
     stored: pl.DataFrame,
+    read_markers: pl.DataFrame,
     marker_rows: pl.DataFrame,
     old_messages: pl.DataFrame,
     new_messages: pl.DataFrame,
 ) -> pl.DataFrame:
     """``unread`` rows of the current members of ``rooms``: counted afresh for new
     members and moved markers, else the stored count adjusted by the rewritten
-    messages."""
+    messages. ``read_markers``: that table as refreshed; ``marker_rows``: the old and
+    new states of the changed markers."""
     members = (
         rooms.select("room_id", account_id=pl.col("members")).explode("account_id").drop_nulls()
     )
@@ -1049,7 +1042,7 @@ def _unread_rows(
         return adjusted
     rooms_read = _isin("room_id", recount["room_id"])
     pairs = recount.join(
-        read_positions(lake.read("read_markers", READ_MARKER_STATE_SCHEMA, where=rooms_read)),
+        read_positions(read_markers.filter(rooms_read)),
         on=["account_id", "room_id"],
         how="left",
     )
@@ -1087,29 +1080,38 @@ def _room_rows(
     return room_rows(states, referenced, measures).filter(_isin("room_id", ids))
 
 
-def _room_and_unread_rows(
+def _marker_and_room_tables(
     lake: Lake,
+    marker_states: tuple[pl.DataFrame, pl.DataFrame],
+    marker_ids: pl.Series,
     room_ids: pl.Series,
     changed: pl.DataFrame,
     new_events: pl.DataFrame,
     removed: bool,
     rewritten: tuple[pl.DataFrame, pl.DataFrame],
     locator: pl.DataFrame,
-    marker_rows: pl.DataFrame,
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(``rooms`` rows of ``room_ids``, the stored ``unread`` rows of those rooms, their
-    new ``unread`` rows); ``marker_rows``: the old and new states of the changed markers."""
+) -> list[TableRows]:
+    """``read_markers`` with the changed markers' (old, new) states, ``rooms`` with the
+    rows of ``room_ids`` and ``unread`` with the rows of their members replaced."""
+    old_markers, markers = marker_states
+    read_markers = _replaced_keys(lake, "read_markers", markers, marker_ids.to_frame("marker_id"))
     rooms = _room_rows(lake, room_ids, changed, new_events, removed, rewritten, locator)
     stored_unread = lake.read("unread", UNREAD_SCHEMA, where=_isin("room_id", room_ids))
-    unread = _unread_rows(lake, rooms, stored_unread, marker_rows, *rewritten)
-    return rooms, stored_unread, unread
+    unread = _unread_rows(
+        lake, rooms, stored_unread, read_markers[1], pl.concat([old_markers, markers]), *rewritten
+    )
+    return [
+        read_markers,
+        _replaced_keys(lake, "rooms", rooms, room_ids.to_frame("room_id")),
+        _replaced_keys(lake, "unread", unread, stored_unread),
+    ]
 
 
 def _adjusted_daily(
     lake: Lake,
     rewritten: tuple[pl.DataFrame, pl.DataFrame],
     thread_roots: tuple[pl.DataFrame, pl.DataFrame],
-) -> list[tuple[str, pl.DataFrame, pl.DataFrame]]:
+) -> list[TableRows]:
     """``platform_daily`` and ``account_daily`` adjusted by the rewritten (old, new)
     messages and the (old, new) threads' root messages: per table, its new rows (to
     write whole) and the rows that changed."""
