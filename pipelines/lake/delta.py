@@ -164,6 +164,9 @@ class Lake:
         self._writer_tables: dict[str, DeltaTable] = {}
         self._stale: set[str] = set()  # tables kept open that writes behind have changed
         self._lock = threading.RLock()  # `_write` opens tables while holding it
+        # a stale table's catch-up (a read of its new commits) holds its own lock only,
+        # so that reads of other tables from other threads do not wait for it
+        self._catch_up_locks: dict[str, threading.Lock] = {}
 
     def pinned(self, versions: dict[str, int | None]) -> Lake:
         """The same lake, but reads of the named tables see the given versions (a
@@ -223,11 +226,13 @@ class Lake:
     def table(self, table: str, version: int | str | None = None) -> DeltaTable:
         """The table as of ``version`` (a number or a timestamp), else its latest version;
         in a lake kept open, the same object every time."""
-        if version is None and table in self._stale:
-            with self._lock:
+        if version is None and self._opened is not None:
+            # readers of this table wait for its catch-up; a write committed during it
+            # marks the table stale again
+            with self._catch_up_locks.setdefault(table, threading.Lock()):
                 if table in self._stale:
                     self._stale.discard(table)
-                    if self._opened is not None and (table, None) in self._opened:
+                    if (table, None) in self._opened:
                         self._opened[(table, None)].update_incremental()  # the new commits
         if self._opened is not None and (table, version) in self._opened:
             return self._opened[(table, version)]
@@ -284,7 +289,12 @@ class Lake:
         with self._lock:
             behind = table in self._overlays
         if table in self.read_whole and not behind:
-            frame = self._whole(table, schema)
+            rows = self._whole(table, schema)
+            if where is None and columns is None:
+                # the rows themselves: even an empty query waits its turn in polars'
+                # thread pool, 30-60 ms behind another thread's large scan
+                return rows
+            frame = rows.lazy()
         else:
             frame = self.scan(table, schema)
         if where is not None:
@@ -293,7 +303,7 @@ class Lake:
             frame = frame.select(columns)
         return frame.collect()
 
-    def _whole(self, table: str, schema: dict | None) -> pl.LazyFrame:
+    def _whole(self, table: str, schema: dict | None) -> pl.DataFrame:
         """Every row of ``table`` as last written, read once per version."""
         version = self.version(table) if table not in self.pins else self.pins[table]
         key = (table, version)
@@ -304,7 +314,7 @@ class Lake:
             with self._lock:
                 self._rows = {k: v for k, v in self._rows.items() if k[0] != table}
                 self._rows[key] = rows
-        return rows.lazy()
+        return rows
 
     def write(
         self,

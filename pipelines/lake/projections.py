@@ -528,10 +528,11 @@ def _refresh_changed(
     )
 
     thread_ids = rewritten["thread_id"].drop_nulls().unique()
-    old_threads = _read_threads(lake, stored, thread_ids)
+    stored_threads = beside.submit(_read_threads, lake, stored, thread_ids)
     new_threads = build_threads(
         _read_messages(lake, locator, "thread_id", thread_ids, THREADS_INPUT)
     )
+    old_threads = stored_threads.result()
     _upsert_partitions(lake, "threads", new_threads, old_threads, versions)
     refresh.wrote("threads", new_threads)
     threads = pl.concat([old_threads, new_threads])
