@@ -984,7 +984,7 @@ def _account_table(
     rewritten: tuple[pl.DataFrame, pl.DataFrame],
     root_authors: tuple[pl.Series, pl.Series],
     locator: pl.DataFrame,
-) -> pl.DataFrame:
+) -> list[TableRows]:
     """``accounts`` with the rows of ``ids`` replaced: states refolded or as stored,
     measures adjusted by the rewritten (old, new) messages and the (old, new) threads'
     root authors."""
@@ -1095,14 +1095,15 @@ def _marker_and_room_tables(
     """``read_markers`` with the changed markers' (old, new) states, ``rooms`` with the
     rows of ``room_ids`` and ``unread`` with the rows of their members replaced."""
     old_markers, markers = marker_states
-    read_markers = _replaced_keys(lake, "read_markers", markers, marker_ids.to_frame("marker_id"))
+    marker_table = _replaced_keys(lake, "read_markers", markers, marker_ids.to_frame("marker_id"))
+    _, marker_table_rows, _ = marker_table
     rooms = _room_rows(lake, room_ids, changed, new_events, removed, rewritten, locator)
     stored_unread = lake.read("unread", UNREAD_SCHEMA, where=_isin("room_id", room_ids))
     unread = _unread_rows(
-        lake, rooms, stored_unread, read_markers[1], pl.concat([old_markers, markers]), *rewritten
+        lake, rooms, stored_unread, marker_table_rows, pl.concat([old_markers, markers]), *rewritten
     )
     return [
-        read_markers,
+        marker_table,
         _replaced_keys(lake, "rooms", rooms, room_ids.to_frame("room_id")),
         _replaced_keys(lake, "unread", unread, stored_unread),
     ]
