@@ -23,7 +23,7 @@ from deltalake.exceptions import DeltaError
 
 from pipelines.ingest import keys as event_keys
 from pipelines.ingest.content import CONTENT_SCHEMA
-from pipelines.lake.delta import Lake
+from pipelines.lake.delta import Lake, contiguous
 from pipelines.lake.tables import CONTENT, EVENTS, EVENTS_SCHEMA
 from pipelines.model.changes import (
     adjust_account_measures,
@@ -324,7 +324,8 @@ def _whole_partitions(
     if not groups:
         yield empty
     for group in groups:
-        yield pl.concat([part.pop((group,)) for part in pieces if (group,) in part])
+        # in one chunk: the joins that build rows from them gather nested columns
+        yield contiguous(pl.concat([part.pop((group,)) for part in pieces if (group,) in part]))
 
 
 class _PartWriter:

@@ -265,7 +265,7 @@ def build_threads(messages: pl.DataFrame) -> pl.DataFrame:
     only (decision 12); the root is the message whose id is the thread id, else the
     earliest by (created_at, message_id); room and platform are the root's.
     """
-    ordered = messages.sort("thread_id", "created_at", "message_id")
+    ordered = messages.select(THREADS_INPUT).sort("thread_id", "created_at", "message_id")
     live = ordered.filter(~pl.col("deleted"))
     roots = (
         ordered.with_columns(is_named=pl.col("message_id") == pl.col("thread_id"))
