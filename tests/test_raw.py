@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from polars.testing import assert_frame_equal
 
+from pipelines.ingest import raw
 from pipelines.ingest.raw import _read_day_packed, _unpack, iter_day_batches, read_day
 from pipelines.ingest.store import list_days
 from pipelines.sample import generate_store
@@ -36,12 +37,29 @@ def test_a_day_survives_the_trip_from_a_worker(store: Path, tmp_path: Path):
     assert not list(tmp_path.iterdir())  # each hand-off file is removed once read
 
 
-def test_the_hand_off_files_go_when_reading_stops_early(store: Path, tmp_path, monkeypatch):
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_the_hand_off_files_go_when_reading_stops_early(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory: bool
+):
+    memory, temporary = tmp_path / "memory", tmp_path / "temporary"
+    memory.mkdir(), temporary.mkdir()
+    monkeypatch.setattr(raw, "_MEMORY_DIR", memory if in_memory else tmp_path / "absent")
+    monkeypatch.setattr(raw, "_MEMORY_DIR_ROOM", 0)
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    used, unused = (memory, temporary) if in_memory else (temporary, memory)
     batches = iter_day_batches(store, list_days(store), max_rows=500, workers=2)
     next(batches)  # the pool has parsed days ahead of this first group
+    assert list(used.iterdir()) and not list(unused.iterdir())
     batches.close()
-    assert not list(tmp_path.iterdir())
+    assert not list(used.iterdir())
+
+
+def test_the_hand_off_avoids_a_memory_directory_without_room(monkeypatch, tmp_path: Path):
+    monkeypatch.setattr(raw, "_MEMORY_DIR", tmp_path)
+    monkeypatch.setattr(raw, "_MEMORY_DIR_ROOM", 1 << 62)
+    assert raw._handoff_parent() is None
+    monkeypatch.setattr(raw, "_MEMORY_DIR_ROOM", 0)
+    assert raw._handoff_parent() == tmp_path
 
 
 def test_a_pool_gives_the_same_groups_as_one_process(store: Path):

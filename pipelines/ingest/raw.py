@@ -10,6 +10,7 @@ depend on how the work was split.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -38,6 +39,11 @@ _POOL_MIN_DAYS = 8
 # Days parsed ahead of the writer: enough to keep the workers busy while a group is
 # resolved and committed, few enough to keep memory near one group.
 _AHEAD_DAYS = 32
+# Where workers hand their rows over, when it has room for the days ahead: memory
+# (tmpfs) writes a day's Arrow file in half the time of a disk's page cache (38 MB:
+# 0.06 against 0.12-0.14 s here), and no writeback follows.
+_MEMORY_DIR = Path("/dev/shm")
+_MEMORY_DIR_ROOM = 2 << 30
 
 
 ROWS_SCHEMA = pl.Schema(
@@ -165,6 +171,16 @@ def _bounded_map(
         yield _unpack(pending.popleft().result())
 
 
+def _handoff_parent() -> Path | None:
+    """``_MEMORY_DIR`` if it is a writable directory with room, else None (the system's
+    temporary directory)."""
+    try:
+        roomy = shutil.disk_usage(_MEMORY_DIR).free >= _MEMORY_DIR_ROOM
+    except OSError:
+        return None
+    return _MEMORY_DIR if roomy and os.access(_MEMORY_DIR, os.W_OK) else None
+
+
 def iter_day_batches(
     store: Path, days: list[date], max_rows: int = 250_000, workers: int | None = None
 ) -> Iterator[tuple[list[date], DayBatch]]:
@@ -189,7 +205,7 @@ def iter_day_batches(
             initargs=("POLARS_MAX_THREADS", "1"),
         )
         # removed, with any day not consumed, once the pool is shut down
-        handoff = tempfile.TemporaryDirectory(prefix="lakehouse-days-")
+        handoff = tempfile.TemporaryDirectory(prefix="lakehouse-days-", dir=_handoff_parent())
         items = [(store, day, Path(handoff.name)) for day in days]
         results = _bounded_map(pool, items, ahead=_AHEAD_DAYS)
     try:
