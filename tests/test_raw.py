@@ -42,7 +42,8 @@ def test_the_hand_off_files_go_when_reading_stops_early(
     store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory: bool
 ):
     memory, temporary = tmp_path / "memory", tmp_path / "temporary"
-    memory.mkdir(), temporary.mkdir()
+    memory.mkdir()
+    temporary.mkdir()
     monkeypatch.setattr(raw, "_MEMORY_DIR", memory if in_memory else tmp_path / "absent")
     monkeypatch.setattr(raw, "_MEMORY_DIR_ROOM", 0)
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))

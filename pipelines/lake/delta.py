@@ -47,10 +47,10 @@ _BYTES_BEHIND = 200 * 2**20
 
 
 def contiguous(frame: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` in one chunk per column if it has a nested column (a list or struct),
-    as is. polars gathers rows of a nested column spread over chunks (one per file or
-    row group read, or per frame concatenated) 7-40x slower than from one chunk, so a
-    sort or join of such rows costs more than the copy."""
+    """``frame`` in one chunk if it has a nested column (a list or struct), else as is.
+    polars gathers rows of a nested column spread over chunks (one per file or row
+    group read, or per frame concatenated) 7-40x slower than from one chunk, so a sort
+    or join of such rows costs more than the copy."""
     if frame.n_chunks() > 1 and any(dtype.is_nested() for dtype in frame.schema.dtypes()):
         return frame.rechunk()
     return frame
