@@ -262,8 +262,8 @@ def _fold_in_groups(
     each(others, states)
     del others
     message_states = []
-    for since, ids in _message_groups(lake, REBUILD_GROUP_ROWS):
-        events = _group_events(lake, since, ids)
+    for days, ids in _message_groups(lake, REBUILD_GROUP_ROWS):
+        events = _group_events(lake, days, ids)
         references.append(referenced_ids(events))
         message_states.append(fold_messages(events))
         each(events, {"message": message_states[-1]})
@@ -272,32 +272,34 @@ def _fold_in_groups(
     return states, message_states, referenced
 
 
-def _group_events(lake: Lake, since: date, ids: pl.Series) -> pl.DataFrame:
-    """The applied events of the messages ``ids``, first recorded on day ``since``: a
-    group's events are recorded on or after its first day, so older days are skipped."""
-    where = (pl.col("aggregate_type") == "message") & (pl.col("day") >= since)
+def _group_events(lake: Lake, days: tuple[date, date], ids: pl.Series) -> pl.DataFrame:
+    """The applied events of the messages ``ids``, all recorded in ``days`` (first, last):
+    only those days' files are read."""
+    where = (pl.col("aggregate_type") == "message") & pl.col("day").is_between(*days)
     return read_applied_events(lake, where & _isin("aggregate_id", ids), FOLD_COLUMNS)
 
 
-def _message_groups(lake: Lake, max_rows: int) -> list[tuple[date, pl.Series]]:
+def _message_groups(lake: Lake, max_rows: int) -> list[tuple[tuple[date, date], pl.Series]]:
     """Messages in groups of about ``max_rows`` applied events, in the order of the day
-    each was first recorded: (that first day, the group's message ids); one group at
-    least. Groups in time order keep each group's snapshots on few days, so a day's
-    snapshots are in few files (hash groups put a file of every group on every day)."""
+    each was first recorded: (the first and last day that hold an event of the group,
+    the group's message ids); one group at least. Groups in time order keep each group's
+    snapshots on few days, so a day's snapshots are in few files (hash groups put a file
+    of every group on every day), and each group's events on few days' files."""
     firsts = (
         lake.scan(EVENTS, EVENTS_SCHEMA)
         .filter(APPLIED & (pl.col("aggregate_type") == "message"))
         .group_by("aggregate_id")
-        .agg(first=pl.col("day").min(), events=pl.len())
+        .agg(first=pl.col("day").min(), last=pl.col("day").max(), events=pl.len())
         .sort("first", "aggregate_id")
         .with_columns(group=(pl.col("events").cum_sum() - pl.col("events")) // max_rows)
         .collect()
     )
     groups = [
-        (members["first"].min(), members["aggregate_id"])
+        ((members["first"].min(), members["last"].max()), members["aggregate_id"])
         for members in firsts.partition_by("group", maintain_order=True)
     ]
-    return groups or [(date.min, pl.Series(dtype=pl.String))]  # one group, even if empty
+    # one group, even if empty
+    return groups or [((date.min, date.max), pl.Series(dtype=pl.String))]
 
 
 def _whole_partitions(
