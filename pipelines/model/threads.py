@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import polars as pl
 
 from pipelines.ingest.catalog import TIME
@@ -50,12 +51,16 @@ def resolve_threads(links: pl.DataFrame, settled: pl.DataFrame | None = None) ->
     if settled is None:
         settled = pl.DataFrame(schema=_RESOLVED)
     settled = settled.select(_RESOLVED.names()).cast(_RESOLVED)
-    nodes = links.select("message_id", "explicit_thread_id", "reply_to").join(
-        settled.select("message_id"), on="message_id", how="anti"
-    )
-    # where each message's parent is: among ``nodes``, among ``settled``, or missing
+    nodes = links.select("message_id", "explicit_thread_id", "reply_to")
+    if not settled.is_empty():
+        nodes = nodes.join(settled.select("message_id"), on="message_id", how="anti")
+    # where each message's parent is: a row of ``nodes`` (found once: both walks and
+    # the edges gather by it), among ``settled``, or missing
     nodes = nodes.join(
-        nodes.select(reply_to="message_id", in_links=pl.lit(True)), on="reply_to", how="left"
+        nodes.select(reply_to="message_id").with_row_index("parent"),
+        on="reply_to",
+        how="left",
+        maintain_order="left",
     ).join(
         settled.select(
             reply_to="message_id",
@@ -65,8 +70,9 @@ def resolve_threads(links: pl.DataFrame, settled: pl.DataFrame | None = None) ->
         ),
         on="reply_to",
         how="left",
+        maintain_order="left",
     )
-    in_links = pl.col("in_links").fill_null(False)
+    in_links = pl.col("parent").is_not_null()
     in_settled = pl.col("in_settled").fill_null(False)
     # Thread: a message names its thread, starts one, or takes its parent's.
     start = nodes.select(
@@ -79,19 +85,14 @@ def resolve_threads(links: pl.DataFrame, settled: pl.DataFrame | None = None) ->
         .then("parent_settled_thread")
         .when(~in_links)
         .then("reply_to"),  # a missing parent names the thread
-        pointer=pl.when(pl.col("explicit_thread_id").is_null() & in_links).then("reply_to"),
+        pointer=pl.when(pl.col("explicit_thread_id").is_null()).then("parent"),
         hops=pl.lit(0, dtype=pl.Int64),
     )
     thread = _follow(start, value=pl.col("message_id"), add_hops=False)
     # Depth: hops up reply edges that stay inside the thread, above its root.
-    edges = (
-        nodes.with_columns(thread_id=thread["thread_id"])  # same rows, same order
-        .join(
-            thread.select(reply_to="message_id", parent_links_thread="thread_id"),
-            on="reply_to",
-            how="left",
-        )
-        .with_columns(parent_thread=pl.coalesce("parent_links_thread", "parent_settled_thread"))
+    edges = nodes.with_columns(
+        thread_id=thread,
+        parent_thread=pl.coalesce(thread.gather(nodes["parent"]), "parent_settled_thread"),
     )
     stuck = pl.col("thread_id").is_null() | (
         (in_links | in_settled) & pl.col("parent_thread").is_null()
@@ -110,21 +111,18 @@ def resolve_threads(links: pl.DataFrame, settled: pl.DataFrame | None = None) ->
             .then(pl.lit(0, dtype=pl.Int64))
             .when(in_settled)
             .then(pl.col("parent_depth") + 1),
-            pointer=pl.when(~stuck & inside & in_links).then("reply_to"),
+            pointer=pl.when(~stuck & inside).then("parent"),
             hops=pl.lit(1, dtype=pl.Int64),
         ),
         value=pl.lit(0, dtype=pl.Int64),
         add_hops=True,
     )
+    resolved = nodes.select("message_id", thread_id=thread, depth=depth)
+    if settled.is_empty():
+        return resolved  # the rows of ``links``, in their order
     return (
         links.select("message_id")
-        .join(thread, on="message_id", how="left", maintain_order="left")
-        .join(
-            depth.select("message_id", depth="thread_id"),
-            on="message_id",
-            how="left",
-            maintain_order="left",
-        )
+        .join(resolved, on="message_id", how="left", maintain_order="left")
         .join(settled, on="message_id", how="left", suffix="_settled", maintain_order="left")
         .select(
             "message_id",
@@ -137,30 +135,28 @@ def resolve_threads(links: pl.DataFrame, settled: pl.DataFrame | None = None) ->
 _RESOLVED = pl.Schema({"message_id": pl.String, "thread_id": pl.String, "depth": pl.Int64})
 
 
-def _follow(nodes: pl.DataFrame, value: pl.Expr, add_hops: bool) -> pl.DataFrame:
+def _follow(nodes: pl.DataFrame, value: pl.Expr, add_hops: bool) -> pl.Series:
     """``_jump``, with every ``pointer`` cycle cut at its smallest message, which gets
     ``value`` and no pointer: the cycle and the chains into it then resolve from there,
     whatever the order of the rows. Cycles are rare, so they are found by walking, among
     the messages that reached no value."""
     result = _jump(nodes, add_hops)
-    unresolved = result.filter(pl.col("thread_id").is_null())["message_id"]
-    stuck = nodes.filter(
-        pl.col("message_id").is_in(unresolved.implode()) & pl.col("pointer").is_not_null()
-    )
-    pointer = dict(zip(stuck["message_id"].to_list(), stuck["pointer"].to_list(), strict=True))
+    stuck = nodes.with_row_index("row").filter(result.is_null() & pl.col("pointer").is_not_null())
+    pointer = dict(zip(stuck["row"].to_list(), stuck["pointer"].to_list(), strict=True))
+    name = dict(zip(stuck["row"].to_list(), stuck["message_id"].to_list(), strict=True))
     smallest = set()
     for start in pointer:
-        seen: dict[str, int] = {}
+        seen: dict[int, int] = {}
         path, node = [], start
         while node in pointer and node not in seen:
             seen[node] = len(path)
             path.append(node)
             node = pointer[node]
         if node in seen:
-            smallest.add(min(path[seen[node] :]))
+            smallest.add(min(path[seen[node] :], key=name.__getitem__))
     if not smallest:
         return result
-    cut = pl.col("message_id").is_in(sorted(smallest))
+    cut = pl.int_range(pl.len()).is_in(sorted(smallest))
     return _jump(
         nodes.with_columns(
             thread_id=pl.when(cut).then(value).otherwise("thread_id"),
@@ -170,33 +166,32 @@ def _follow(nodes: pl.DataFrame, value: pl.Expr, add_hops: bool) -> pl.DataFrame
     )
 
 
-def _jump(nodes: pl.DataFrame, add_hops: bool) -> pl.DataFrame:
-    """Follow ``pointer`` until a message with a value (``thread_id``) is reached, by
-    pointer jumping: each round doubles the distance covered. With ``add_hops`` the value
-    found is increased by the hops walked. Messages that never reach a value (cycles)
-    keep a null."""
-    done = nodes.filter(pl.col("thread_id").is_not_null()).select("message_id", "thread_id")
-    todo = nodes.filter(pl.col("thread_id").is_null() & pl.col("pointer").is_not_null())
-    while not todo.is_empty():
-        step = todo.join(
-            done.rename({"message_id": "pointer", "thread_id": "found"}), on="pointer", how="left"
-        ).join(
-            todo.select(pointer="message_id", next="pointer", next_hops="hops"),
-            on="pointer",
-            how="left",
-        )
-        value = pl.col("found") + pl.col("hops") if add_hops else pl.col("found")
-        finished = step.filter(pl.col("found").is_not_null()).select("message_id", thread_id=value)
-        if finished.is_empty():  # the nearest unfinished one always finishes: only cycles left
+def _jump(nodes: pl.DataFrame, add_hops: bool) -> pl.Series:
+    """Each row's value: its ``thread_id``, else that of the row its ``pointer`` (a row
+    number) points to, followed until a row with a value is reached, by pointer jumping:
+    each round, a gather, doubles the distance covered. With ``add_hops`` the value
+    found is increased by the ``hops`` walked. Rows that never reach a value (cycles)
+    get a null."""
+    pointer = nodes["pointer"].cast(pl.Int64).fill_null(-1).to_numpy().copy()
+    reached = nodes["thread_id"].is_not_null().to_numpy().copy()
+    hops = nodes["hops"].to_numpy().copy()  # from each row to where it points
+    end = np.arange(nodes.height)  # the row whose value each row takes
+    total = np.zeros(nodes.height, dtype=np.int64)  # hops from each row to its end
+    walking = np.flatnonzero(~reached & (pointer >= 0))
+    while walking.size:
+        ahead = pointer[walking]
+        arrived = reached[ahead]
+        if not arrived.any():  # the nearest walker always arrives: only cycles left
             break
-        done = pl.concat([done, finished])
-        todo = step.filter(pl.col("found").is_null() & pl.col("next").is_not_null()).select(
-            "message_id",
-            "thread_id",
-            pointer="next",
-            hops=pl.col("hops") + pl.col("next_hops") if add_hops else "hops",
-        )
-    return nodes.select("message_id").join(done, on="message_id", how="left", maintain_order="left")
+        done, at = walking[arrived], ahead[arrived]
+        end[done], total[done], reached[done] = end[at], hops[done] + total[at], True
+        # the others jump to where the row ahead points, all from this round's pointers
+        walking, ahead = walking[~arrived], ahead[~arrived]
+        pointer[walking], hops[walking] = pointer[ahead], hops[walking] + hops[ahead]
+        walking = walking[pointer[walking] >= 0]
+    # a row that reached nothing ends at itself, whose value is null
+    value = nodes["thread_id"].gather(end)
+    return value + pl.Series(total) if add_hops else value
 
 
 def reply_descendants(links: pl.DataFrame, roots: pl.Series) -> pl.Series:
