@@ -242,7 +242,22 @@ def merkle_root(cids: list[str]) -> str | None:
     """Binary Merkle root (sha256, odd node carried up) over CIDs in order; None when empty."""
     if not cids:
         return None
-    level = [hashlib.sha256(cid.encode()).digest() for cid in cids]
+    return _root_of([hashlib.sha256(cid.encode()).digest() for cid in cids]).hex()
+
+
+def merkle_roots(cids: pl.Series, lengths: pl.Series) -> pl.Series:
+    """``merkle_root`` of each run of consecutive ``cids``, runs of ``lengths`` (at least
+    one each): every leaf is hashed in one pass, and a run of one is its leaf."""
+    sha256 = hashlib.sha256
+    leaves = [sha256(cid).digest() for cid in cids.cast(pl.Binary).to_list()]
+    roots, at = [], 0
+    for length in lengths.to_list():
+        roots.append((leaves[at] if length == 1 else _root_of(leaves[at : at + length])).hex())
+        at += length
+    return pl.Series("merkle_root", roots, dtype=pl.String)
+
+
+def _root_of(level: list[bytes]) -> bytes:
     while len(level) > 1:
         paired = [
             hashlib.sha256(a + b).digest() for a, b in zip(level[::2], level[1::2], strict=False)
@@ -250,7 +265,7 @@ def merkle_root(cids: list[str]) -> str | None:
         if len(level) % 2:
             paired.append(level[-1])
         level = paired
-    return level[0].hex()
+    return level[0]
 
 
 def build_threads(messages: pl.DataFrame) -> pl.DataFrame:
@@ -290,13 +305,11 @@ def build_threads(messages: pl.DataFrame) -> pl.DataFrame:
         first_at=pl.col("created_at").first(),
         last_at=pl.col("created_at").last(),
         last_message_id=pl.col("message_id").last(),
-        cids=pl.col("content_cid"),
     )
+    # ``live`` is sorted by thread: each thread's content CIDs are a run of its rows
     live_stats = live_stats.with_columns(
-        merkle_root=pl.Series(
-            [merkle_root(c) for c in live_stats["cids"].to_list()], dtype=pl.String
-        )
-    ).drop("cids")
+        merkle_roots(live["content_cid"], live_stats["message_count"])
+    )
     return (
         roots.join(everything, on="thread_id", how="left")
         .join(live_stats, on="thread_id", how="left")
