@@ -463,18 +463,13 @@ def build_unread(
     pairs = members.join(read_positions(markers), on=["account_id", "room_id"], how="left")
     live = messages.filter(~pl.col("deleted")).select("room_id", "account_id", "created_at")
 
-    # Messages at or before t: cumulative counts at distinct times, found with an as-of join.
+    # The room's messages at or before t: cumulative counts at distinct times, found with
+    # an as-of join. The member's own after t: counted from its own, which are few.
     room_cum = (
         live.group_by("room_id", "created_at")
         .agg(n=pl.len())
         .sort("room_id", "created_at")
         .with_columns(upto=pl.col("n").cum_sum().over("room_id"))
-    )
-    own_cum = (
-        live.group_by("room_id", "account_id", "created_at")
-        .agg(n=pl.len())
-        .sort("room_id", "account_id", "created_at")
-        .with_columns(upto=pl.col("n").cum_sum().over("room_id", "account_id"))
     )
     totals = live.group_by("room_id").agg(room_total=pl.len())
     own_totals = live.group_by("room_id", "account_id").agg(own_total=pl.len())
@@ -488,23 +483,23 @@ def build_unread(
         by="room_id",
         strategy="backward",
     ).select("account_id", "room_id", "room_upto")
-    own_upto = marked.join_asof(
-        own_cum.select("room_id", "account_id", "created_at", own_upto="upto").sort("created_at"),
-        left_on="read_up_to",
-        check_sortedness=False,
-        right_on="created_at",
-        by=["room_id", "account_id"],
-        strategy="backward",
-    ).select("account_id", "room_id", "own_upto")
+    own_after = (
+        marked.join(live, on=["room_id", "account_id"])
+        .filter(pl.col("created_at") > pl.col("read_up_to"))
+        .group_by("account_id", "room_id")
+        .agg(own_after=pl.len())
+    )
     return (
         pairs.join(totals, on="room_id", how="left")
         .join(own_totals, on=["room_id", "account_id"], how="left")
         .join(room_upto, on=["account_id", "room_id"], how="left")
-        .join(own_upto, on=["account_id", "room_id"], how="left")
-        .with_columns(pl.col("room_total", "own_total", "room_upto", "own_upto").fill_null(0))
+        .join(own_after, on=["account_id", "room_id"], how="left")
+        .with_columns(pl.col("room_total", "own_total", "room_upto", "own_after").fill_null(0))
         .with_columns(
-            unread_count=(pl.col("room_total") - pl.col("room_upto"))
-            - (pl.col("own_total") - pl.col("own_upto"))
+            # without a marker: all of the room's but its own
+            unread_count=pl.when(pl.col("read_up_to").is_null())
+            .then(pl.col("room_total") - pl.col("own_total"))
+            .otherwise(pl.col("room_total") - pl.col("room_upto") - pl.col("own_after"))
         )
         .select(UNREAD_SCHEMA.names())
         .cast(UNREAD_SCHEMA)
