@@ -277,27 +277,14 @@ def build_threads(messages: pl.DataFrame) -> pl.DataFrame:
     """
     ordered = messages.select(THREADS_INPUT).sort("thread_id", "created_at", "message_id")
     live = ordered.filter(~pl.col("deleted"))
-    roots = (
-        ordered.with_columns(is_named=pl.col("message_id") == pl.col("thread_id"))
-        .sort(
-            "thread_id",
-            "is_named",
-            "created_at",
-            "message_id",
-            descending=[False, True, False, False],
-        )
-        .group_by("thread_id", maintain_order=True)
-        .first()
-        .select(
-            "thread_id",
-            "room_id",
-            "platform",
-            root_message_id="message_id",
-            started_week=week_of("created_at"),
-        )
-    )
-    everything = ordered.group_by("thread_id").agg(
-        total_message_count=pl.len().cast(pl.Int64), max_depth=pl.col("depth").max()
+    # the root: the named message (the first True; none: the first row, the earliest)
+    root = (pl.col("message_id") == pl.col("thread_id")).fill_null(False).arg_max()
+    threads = ordered.group_by("thread_id", maintain_order=True).agg(
+        pl.col("room_id", "platform").get(root),
+        root_message_id=pl.col("message_id").get(root),
+        started_week=week_of("created_at").get(root),
+        total_message_count=pl.len().cast(pl.Int64),
+        max_depth=pl.col("depth").max(),
     )
     live_stats = live.group_by("thread_id", maintain_order=True).agg(
         message_count=pl.len().cast(pl.Int64),
@@ -311,8 +298,7 @@ def build_threads(messages: pl.DataFrame) -> pl.DataFrame:
         merkle_roots(live["content_cid"], live_stats["message_count"])
     )
     return (
-        roots.join(everything, on="thread_id", how="left")
-        .join(live_stats, on="thread_id", how="left")
+        threads.join(live_stats, on="thread_id", how="left", maintain_order="left")
         .with_columns(
             pl.col("message_count").fill_null(0), pl.col("participant_count").fill_null(0)
         )
