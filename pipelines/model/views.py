@@ -464,7 +464,8 @@ def build_unread(
     live = messages.filter(~pl.col("deleted")).select("room_id", "account_id", "created_at")
 
     # The room's messages at or before t: cumulative counts at distinct times, found with
-    # an as-of join. The member's own after t: counted from its own, which are few.
+    # an as-of join. A marked member's own after t: a join of its own messages (at most
+    # one row per live message), cheaper than a cumulative table per (room, account).
     room_cum = (
         live.group_by("room_id", "created_at")
         .agg(n=pl.len())
