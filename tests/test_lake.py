@@ -50,6 +50,21 @@ def test_a_lake_kept_open_sees_its_own_writes(tmp_path):
     assert run.commit_metadata("t")["operation"] == "WRITE"
 
 
+def test_every_tenth_commit_checkpoints_the_log_so_an_open_replays_few_commits(tmp_path):
+    # a partitioned table written both ways: through delta-rs and by adding files
+    run = Lake(tmp_path).for_one_run({})
+    day = pl.DataFrame({"day": [date(2026, 1, 1)], "a": [0]})
+    run.write("t", day, partition_by=["day"])
+    for n in range(1, 12):
+        run.replace_days("t", day.with_columns(a=pl.lit(n)), [date(2026, 1, 1)])
+    log = tmp_path / "t" / "_delta_log"
+    assert sorted(p.name for p in log.glob("*.checkpoint.parquet")) == [
+        "00000000000000000009.checkpoint.parquet"
+    ]
+    assert DeltaTable(str(tmp_path / "t")).version() == 11
+    assert values(Lake(tmp_path)) == [11]
+
+
 def test_a_lake_kept_open_writes_after_another_writer(tmp_path):
     run = Lake(tmp_path).for_one_run({})
     run.write("t", pl.DataFrame({"a": [1]}))
