@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from datetime import timedelta
 
@@ -10,6 +11,7 @@ import pytest
 from conftest import DAY0, StoreWriter, created, ms
 from polars.testing import assert_frame_equal
 
+from pipelines.ingest import keys as event_keys
 from pipelines.ingest.load import load_content, load_event_days
 from pipelines.ingest.store import list_days
 from pipelines.lake.delta import Lake
@@ -544,3 +546,22 @@ def test_a_refresh_that_fails_half_way_is_redone_whole(store, lake, tmp_path, mo
     expected = project(w, Lake(tmp_path / "fresh"))
     for name, table in read_projections(lake).items():
         assert_frame_equal(table, expected[name])
+
+
+def test_without_event_keys_a_refresh_finds_an_aggregates_days_in_events(store, lake, tmp_path):
+    """An edit refolds its message from the creation on an earlier day; with no
+    ``event_keys`` mirroring ``events``, that day is found from ``events`` itself."""
+    w = store
+    w.write(DAY0, [created(w, "a", "first"), created(w, "b", "other")])
+    project(w, lake)
+    w.write(DAY2, [edit(w, "a", 2, "second", day=DAY2)])
+    load_event_days(lake, w.root, [DAY2])
+    load_content(lake, w.root)
+    shutil.rmtree(lake.path(event_keys.EVENT_KEYS))
+    assert not event_keys.mirrors(lake, lake.version("events"))
+    assert not refresh_projections(lake).full
+    tables = read_projections(lake)
+    assert row(tables["messages"], "message_id", "a")["edit_count"] == 1
+    expected = project(w, Lake(tmp_path / "rebuilt"))
+    for name, frame in expected.items():
+        assert_frame_equal(tables[name], frame, check_exact=True)

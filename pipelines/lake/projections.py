@@ -691,13 +691,13 @@ def _days_holding(lake: Lake, ids: pl.Series) -> pl.Series:
     """The recorded days that hold a line of an aggregate in ``ids``: from the aggregate
     hashes of ``event_keys`` when it mirrors the ``events`` read (then a hash collision
     may add a day), else from two columns of every day of ``events``."""
+    # filtered in the scan: only the matching lines' days are decoded and kept
     version = lake.read_version(EVENTS)
     if event_keys.mirrors(lake, version):
-        wanted = event_keys.aggregate_hashes(ids).to_frame("aggregate")
-        lines = lake.read(event_keys.EVENT_KEYS, columns=["aggregate", "day"])
-        return lines.join(wanted, on="aggregate", how="semi")["day"].unique()
-    lines = lake.read(EVENTS, EVENTS_SCHEMA, columns=["aggregate_id", "day"])
-    return lines.join(ids.to_frame("aggregate_id"), on="aggregate_id", how="semi")["day"].unique()
+        wanted = pl.col("aggregate").is_in(event_keys.aggregate_hashes(ids).implode())
+        return lake.read(event_keys.EVENT_KEYS, columns=["day"], where=wanted)["day"].unique()
+    wanted = _isin("aggregate_id", ids)
+    return lake.read(EVENTS, EVENTS_SCHEMA, columns=["day"], where=wanted)["day"].unique()
 
 
 def _refresh_messages(
