@@ -117,14 +117,9 @@ def phase_daily_history(store: Path, lake_dir: Path) -> dict:
 
     shutil.rmtree(lake_dir, ignore_errors=True)
     runs = [_refresh(lake_dir, store, [day]) for day in list_days(store)[:-1]]
-    return {
-        "seconds": sum(r["seconds"] for r in runs),
-        "rows": sum(r["rows"] for r in runs),
-        "events_ingest_seconds": sum(r["events_ingest_seconds"] for r in runs),
-        "content_seconds": sum(r["content_seconds"] for r in runs),
-        "content_files": sum(r["content_files"] for r in runs),
-        "projection_seconds": sum(r["projection_seconds"] for r in runs),
-    }
+    summed = ["seconds", "rows", "events_ingest_seconds", "projection_seconds"]
+    summed += ["content_seconds", "content_files"]
+    return {key: sum(r[key] for r in runs) for key in summed}
 
 
 def phase_next_day(store: Path, lake_dir: Path) -> dict:

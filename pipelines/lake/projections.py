@@ -690,8 +690,8 @@ def _all_events_of(lake: Lake, aggregates: pl.DataFrame) -> pl.DataFrame:
 def _days_holding(lake: Lake, ids: pl.Series) -> pl.Series:
     """The recorded days that hold a line of an aggregate in ``ids``: from the aggregate
     hashes of ``event_keys`` when it mirrors the ``events`` read (then a hash collision
-    may add a day), else from two columns of every day of ``events``."""
-    # filtered in the scan: only the matching lines' days are decoded and kept
+    may add a day), else from two columns of every day of ``events``. The filter runs in
+    the scan: only the matching lines' days are kept."""
     version = lake.read_version(EVENTS)
     if event_keys.mirrors(lake, version):
         wanted = pl.col("aggregate").is_in(event_keys.aggregate_hashes(ids).implode())
