@@ -246,7 +246,15 @@ def test_odd_but_valid_lines_take_the_fast_path(line: bytes):
 
 @pytest.mark.parametrize(
     "recorded_at",
-    ["2025-03-01T10:00:00+02:00", "yesterdayZ", "2025-13-01T10:00:00Z", "2025-03-01 10:00Z", ""],
+    [
+        "2025-03-01T10:00:00+02:00",
+        "yesterdayZ",
+        "2025-13-01T10:00:00Z",
+        "2025-03-01 10:00Z",
+        "",
+        "225-03-01T10:00:00Z",
+        "2025-03-01T10:00:00 Z",
+    ],
 )
 @pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
 def test_bad_recorded_at_gives_the_same_reason_and_raw_text(recorded_at: str, newline: bytes):

@@ -247,9 +247,7 @@ def _frame(columns: dict[str, list], in_order: bool) -> tuple[pl.DataFrame, list
     fails ``utc_text`` or does not parse, which leave the frame."""
     frame = pl.DataFrame([_series(name, values) for name, values in columns.items()])
     text = pl.col("recorded_at")
-    utc = text.str.contains("T", literal=True) & (
-        text.str.ends_with("Z") | text.str.ends_with("+00:00")
-    )
+    utc = text.str.contains(_ISO_UTC)
     parsed = (
         text.str.replace(r"Z$", "+00:00")
         .str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us")
@@ -266,6 +264,10 @@ def _frame(columns: dict[str, list], in_order: bool) -> tuple[pl.DataFrame, list
     return frame.filter(pl.col("recorded_at").is_not_null()), [(n, texts[n]) for n in bad]
 
 
+# The shape of an ISO-8601 UTC time. The format below alone lets through what ISO-8601
+# does not: a year of two or three digits or with a sign, fields without their leading
+# zero, a space before the date or the offset.
+_ISO_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00)$"
 _TIMES = [name for name, dtype in PAYLOAD_SCHEMA.items() if dtype == TIME]
 # Payload times are built as epoch milliseconds, then cast.
 _BUILD_TYPES = {name: pl.Int64() if dtype == TIME else dtype for name, dtype in ROW_SCHEMA.items()}
