@@ -266,8 +266,8 @@ def _frame(columns: dict[str, list], in_order: bool) -> tuple[pl.DataFrame, list
 
 # The shape of an ISO-8601 UTC time. The format below alone lets through what ISO-8601
 # does not: a year of two or three digits or with a sign, fields without their leading
-# zero, a space before the date or the offset.
-_ISO_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00)$"
+# zero, a space before the date or the offset. ASCII digits: ``\d`` is any Unicode digit.
+_ISO_UTC = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|\+00:00)$"
 _TIMES = [name for name, dtype in PAYLOAD_SCHEMA.items() if dtype == TIME]
 # Payload times are built as epoch milliseconds, then cast.
 _BUILD_TYPES = {name: pl.Int64() if dtype == TIME else dtype for name, dtype in ROW_SCHEMA.items()}
