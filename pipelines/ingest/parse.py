@@ -244,7 +244,7 @@ def _parse_lines(
 def _frame(columns: dict[str, list], in_order: bool) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
     """The rows of ``columns`` typed as ROW_SCHEMA, in line order (sorted unless
     ``in_order``), and the ``(line_number, recorded_at)`` of the rows whose recorded_at
-    fails ``utc_text`` or does not parse, which leave the frame."""
+    lacks the shape of ``_ISO_UTC`` or does not parse, which leave the frame."""
     frame = pl.DataFrame([_series(name, values) for name, values in columns.items()])
     text = pl.col("recorded_at")
     utc = text.str.contains(_ISO_UTC)

@@ -593,9 +593,9 @@ def _writes_directly(
 def _add_files(path: Path, frame: pl.DataFrame, partition: str | None) -> list[AddAction]:
     """Write ``frame`` under the table at ``path`` as one parquet file per partition
     (snappy, as delta-rs writes; no column statistics, which no read here uses; the
-    partition column lives in the path), and return
-    the log entries that add them. Twice as fast as delta-rs's writer for the same
-    rows: 66 against 135 ms for two weeks of `messages` at 1M events (docs/benchmarks.md)."""
+    partition column lives in the path), and return the log entries that add them.
+    Twice as fast as delta-rs's writer for the same rows: 66 against 135 ms for two
+    weeks of `messages` at 1M events (docs/benchmarks.md)."""
     parts = (
         {(None,): frame}
         if partition is None
