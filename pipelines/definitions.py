@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from pipelines.assets import catalog, checks, ingest, model, search
+from pipelines.assets.maintenance import lake_vacuum, lake_vacuum_schedule
 from pipelines.assets.sensors import build_new_event_files_sensor
 from pipelines.resources import lakehouse_from_env
 
@@ -35,8 +36,8 @@ new_event_files = build_new_event_files_sensor(lakehouse_job)
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[lakehouse_job],
-    schedules=[daily_ingest_schedule],
+    jobs=[lakehouse_job, lake_vacuum],
+    schedules=[daily_ingest_schedule, lake_vacuum_schedule],
     sensors=[new_event_files],
     resources={"lakehouse": lakehouse_from_env()},
     # One process per run: a step's own process would spend seconds importing polars,

@@ -352,9 +352,8 @@ def projection_snapshot(lake: Lake) -> ProjectionSnapshot:
     versions: dict[str, int | None] = {}
     recorded = set()
     for name in RECOUNTED:
-        history = lake.table(name).history(1) if lake.exists(name) else []
-        entry = history[0] if history else {}
-        versions[name] = entry.get("version")
+        versions[name] = lake.version(name)
+        entry = lake.commit_metadata(name)  # a vacuum's commits record nothing
         recorded.add((entry.get("events_version"), entry.get("content_version")))
     if len(recorded) != 1 or None in next(iter(recorded)):
         return ProjectionSnapshot(versions, None, None)

@@ -2,6 +2,8 @@
 
 Both default to folders of this checkout (``data/store``, ``data/lake``) and can
 be moved with the environment variables MESSAGE_STORE_DIR and LAKEHOUSE_DIR.
+LAKEHOUSE_VACUUM_RETAIN_HOURS sets how long the lake_vacuum job keeps the files of
+replaced versions (default 168: a week of time travel).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.lake.delta import Lake
+from pipelines.lake.maintenance import DEFAULT_RETAIN_HOURS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,6 +32,7 @@ class LakehouseResource(dg.ConfigurableResource):
 
     store_dir: str
     lake_dir: str
+    vacuum_retain_hours: int = DEFAULT_RETAIN_HOURS
 
     @property
     def store(self) -> Path:
@@ -40,4 +44,7 @@ class LakehouseResource(dg.ConfigurableResource):
 
 
 def lakehouse_from_env() -> LakehouseResource:
-    return LakehouseResource(store_dir=default_store_dir(), lake_dir=default_lake_dir())
+    retain = os.environ.get("LAKEHOUSE_VACUUM_RETAIN_HOURS", str(DEFAULT_RETAIN_HOURS))
+    return LakehouseResource(
+        store_dir=default_store_dir(), lake_dir=default_lake_dir(), vacuum_retain_hours=int(retain)
+    )

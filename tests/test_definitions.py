@@ -22,9 +22,12 @@ GROUPS = {"ingest", "model", "search"}
 def test_definitions_validate():
     dg.Definitions.validate_loadable(defs)
     repository = defs.get_repository_def()
-    assert {job.name for job in repository.get_all_jobs()} >= {"lakehouse"}
+    assert {job.name for job in repository.get_all_jobs()} >= {"lakehouse", "lake_vacuum"}
     assert {s.name for s in repository.sensor_defs} >= {"new_event_files"}
-    assert {s.name for s in repository.schedule_defs} == {"daily_ingest"}
+    assert {s.name for s in repository.schedule_defs} == {"daily_ingest", "weekly_vacuum"}
+    vacuum = repository.get_schedule_def("weekly_vacuum")
+    assert vacuum.job_name == "lake_vacuum"
+    assert vacuum.default_status == dg.DefaultScheduleStatus.STOPPED
 
 
 def test_every_asset_has_group_description_kind_and_owner():

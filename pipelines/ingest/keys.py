@@ -72,8 +72,14 @@ def mirrors(lake: Lake, events_version: int | None) -> bool:
     if events_version is None or not lake.exists(EVENT_KEYS):
         return False
     meta = lake.commit_metadata(EVENT_KEYS)
+    recorded = meta.get("events_version")
     return (
-        meta.get("events_version") == str(events_version)
+        recorded is not None
+        # the same version, or one that reads the same (only a vacuum committed since)
+        and (
+            recorded == str(events_version)
+            or int(recorded) == lake.data_version(EVENTS, events_version)
+        )
         and meta.get("hash_function") == _hash_function()
         and lake.column_names(EVENT_KEYS) == EVENT_KEYS_SCHEMA.names()
     )

@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
@@ -49,6 +49,11 @@ TABLE_PROPERTIES = {
     "delta.dataSkippingNumIndexedCols": "0",
     "delta.checkpointInterval": "10",
 }
+# Commits that change no row: a vacuum's pair (``maintenance.vacuum_lake``) only deletes
+# files that no version within its retention reads. A table's rows, and the versions
+# of other tables that its last commit records (``events_version``...), are the same
+# before and after them.
+MAINTENANCE_OPERATIONS = frozenset({"VACUUM START", "VACUUM END"})
 # The rows a lake writing behind lets wait at once (they stay in memory): a rebuild's
 # large parts wait for each other, a refresh's small tables do not.
 _BYTES_BEHIND = 200 * 2**20
@@ -550,11 +555,35 @@ class Lake:
         return [f.name for f in self.table(table).schema().fields]
 
     def commit_metadata(self, table: str) -> dict:
-        """The custom metadata of the table's latest commit ({} if none or no table)."""
+        """The custom metadata of the table's latest commit that changed rows, skipping
+        maintenance commits (a vacuum's); {} if none or no table."""
+        for commit in self._commits_back(table):
+            if commit.get("operation") not in MAINTENANCE_OPERATIONS:
+                return commit
+        return {}
+
+    def data_version(self, table: str, version: int | None = None) -> int | None:
+        """The latest version up to ``version`` (default: the latest) whose commit changed
+        rows: the table reads the same at both. None if no such version or no table."""
+        for commit in self._commits_back(table):
+            if version is not None and commit["version"] > version:
+                continue
+            if commit.get("operation") not in MAINTENANCE_OPERATIONS:
+                return commit["version"]
+        return None
+
+    def _commits_back(self, table: str) -> Iterator[dict]:
+        """The table's commits, latest first, read in growing batches (most callers
+        stop at the first)."""
         if not self.exists(table):
-            return {}
-        history = self.table(table).history(1)
-        return history[0] if history else {}
+            return
+        dt, seen, limit = self.table(table), 0, 1
+        while True:
+            history = dt.history(limit)
+            yield from history[seen:]
+            if len(history) < limit:
+                return
+            seen, limit = len(history), limit * 8
 
 
 def _writes_directly(
