@@ -19,6 +19,7 @@ from pipelines.quality import recount_projections
 from pipelines.query.state import table_as_of
 from pipelines.resources import LakehouseResource
 from pipelines.sample.generator import generate_store
+from pipelines.search.documents import changed_weeks
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +124,14 @@ def test_the_lake_vacuum_job_reports_what_it_deletes(sample_store, tmp_path):
 def test_a_negative_retention_is_refused(tmp_path):
     with pytest.raises(ValueError, match="retain_hours"):
         vacuum_lake(Lake(tmp_path), -1)
+
+
+def test_the_search_index_compares_every_week_when_its_feed_was_vacuumed(sample_store, tmp_path):
+    days = list_days(sample_store)
+    lake = Lake(tmp_path / "lake")
+    run_days(lake, sample_store, days[:-2])
+    indexed = lake.version("messages")
+    run_days(lake, sample_store, days[-2:])
+    assert changed_weeks(lake, indexed, lake.version("messages"))
+    vacuum_lake(lake, 0)  # the week the first of those runs wrote, replaced by the second
+    assert changed_weeks(lake, indexed, lake.version("messages")) is None

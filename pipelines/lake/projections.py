@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import polars as pl
-import pyarrow as pa
-from deltalake.exceptions import DeltaError
 
 from pipelines.ingest import keys as event_keys
 from pipelines.ingest.content import CONTENT_SCHEMA
@@ -397,18 +395,7 @@ def _change_feed(lake: Lake, table: str, since: int, columns: list[str]) -> pl.D
     current = lake.read_version(table)
     if current is None or current <= since:
         return pl.DataFrame()
-    try:
-        reader = lake.table(table).load_cdf(
-            starting_version=since + 1, ending_version=current, columns=columns
-        )
-        return pl.from_arrow(pa.table(reader.read_all()))
-    except DeltaError:
-        return None
-    except Exception as error:
-        # a file of the feed that a vacuum deleted surfaces as a bare arrow stream error
-        if "not found" in str(error):
-            return None
-        raise
+    return lake.change_feed(table, since, current, columns)
 
 
 def _changes_since_last_refresh(lake: Lake) -> tuple[pl.DataFrame, pl.Series, bool] | None:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
-import pyarrow as pa
 from deltalake.exceptions import DeltaError
 
 from pipelines.ingest.cid import cid_of
@@ -109,11 +108,10 @@ def changed_weeks(lake: Lake, since: int | None, until: int | None) -> list[date
     try:
         if lake.table(MESSAGES, version=since).metadata().partition_columns != ["created_week"]:
             return None
-        reader = lake.table(MESSAGES).load_cdf(
-            starting_version=since + 1, ending_version=until, columns=["created_week"]
-        )
-        changes = pl.from_arrow(pa.table(reader.read_all()))
     except DeltaError:
+        return None
+    changes = lake.change_feed(MESSAGES, since, until, ["created_week"])
+    if changes is None:
         return None
     return sorted(changes["created_week"].drop_nulls().unique().to_list())
 
